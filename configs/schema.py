@@ -221,7 +221,10 @@ class TrainConfig(Section):
 
 
 class EvaluateConfig(Section):
-    ablations: list[Literal["none", "shuffled", "oracle"]] = ["none", "shuffled", "oracle"]
+    # Evaluation-time ablations of `triplet` (the unablated row is always evaluated, ablation
+    # "none"): memory removed, memory from another document, or memory from another extractor.
+    ablations: list[Literal["no_memory", "shuffled", "oracle", "spacy", "vllm"]] = [
+        "no_memory", "shuffled", "oracle"]
     max_windows: int | None = Field(None, ge=1)  # cap on val windows per variant
     batch_size: int = Field(32, ge=1)
 
@@ -258,8 +261,9 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.memory_source is {self.train.memory_source!r} but extract.backends is "
                 f"{self.extract.backends}: add it there")
-        if "oracle" in self.evaluate.ablations and "oracle" not in self.extract.backends:
-            raise ValueError("evaluate.ablations has 'oracle' but extract.backends lacks 'oracle'")
+        for source in set(self.evaluate.ablations) & set(BACKENDS):
+            if source not in self.extract.backends:
+                raise ValueError(f"evaluate.ablations has {source!r} but extract.backends lacks it")
         if "oracle" in self.extract.backends and self.ingest.source not in ("synthetic", "redocred"):
             raise ValueError(
                 f"extract.backends has 'oracle' but source {self.ingest.source!r} has no gold triplets")
