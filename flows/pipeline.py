@@ -1,0 +1,175 @@
+"""The pipeline: ingest -> tokenizer -> extract -> canonicalize -> shards -> train -> evaluate -> report.
+
+    python -m flows.pipeline --config configs/tiny.yaml [--runs-dir runs] [--stages a,b]
+                             [--force a] [--dry-run]
+
+The config is validated before anything is written (a bad one exits with status 2). Each stage
+is a Prefect task keyed by its own settings, its upstream manifests and its code
+(tasks/stage.py): a second run with nothing changed skips every stage, changing one stage's
+settings reruns it and what follows, and `--force` reruns the named stages. `train` names every
+training variant. The flow runs on Prefect's ephemeral API (nothing to start by hand), or as the
+deployments in prefect.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Before prefect is imported: no analytics, and a start-up timeout a slow 2-core machine meets.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from prefect import flow
+
+from configs.schema import ConfigError, RunConfig, dump_config, exit_on_config_error, load_config
+from tasks.stage import (MissingUpstream, StageSpec, cache_key, is_current, plan_stages,
+                         read_manifest, select_stages, upstream_fingerprints)
+from warehouse.shards import write_text_atomically
+
+
+def prepare_run_dir(cfg: RunConfig, runs_dir: str | Path) -> Path:
+    """Create runs/<name>/ and write the resolved config that produces this run."""
+    run_dir = Path(runs_dir).resolve() / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(dump_config(cfg), run_dir / "config.yaml")
+    return run_dir
+
+
+def stage_task_for(spec: StageSpec):
+    """The Prefect task of a stage (imported lazily: the CLI's --dry-run needs no Prefect)."""
+    if spec.name.startswith("train-"):
+        from tasks.train import train_task
+        return train_task(spec.name.removeprefix("train-"))
+    import importlib
+    module = importlib.import_module(f"tasks.{spec.name}")
+    return getattr(module, spec.name)
+
+
+def _force_set(force: list[str] | None, plan: list[StageSpec]) -> set[str]:
+    return {s.name for s in select_stages(plan, force)} if force else set()
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(config: str, runs_dir: str = "runs", stages: list[str] | None = None,
+             force: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Run the selected stages of the run `config` describes (all by default)."""
+    cfg = load_config(config)
+    run_dir = prepare_run_dir(cfg, runs_dir)
+    plan = plan_stages(cfg)
+    forced = _force_set(force, plan)
+    summary: dict[str, dict[str, Any]] = {}
+    for spec in select_stages(plan, stages):
+        upstream = upstream_fingerprints(run_dir, spec, plan)
+        key = cache_key(cfg, spec, upstream)
+        refresh = spec.name in forced or not is_current(run_dir, spec, key)
+        task = stage_task_for(spec).with_options(result_storage=run_dir / ".prefect",
+                                                 refresh_cache=refresh)
+        t0 = time.perf_counter()
+        state = task(spec, cfg, str(run_dir), key, upstream, return_state=True)
+        manifest = state.result()  # raises the stage's error when it failed
+        summary[spec.name] = {"status": "cached" if state.name == "Cached" else "ran",
+                              "seconds": round(time.perf_counter() - t0, 1),
+                              "rows": manifest.get("rows", {})}
+    return summary
+
+
+def missing_upstream(cfg: RunConfig, runs_dir: str | Path, stages: list[str] | None) -> str | None:
+    """Why the selected stages cannot start (an upstream stage outside them never ran), or None."""
+    run_dir = Path(runs_dir).resolve() / cfg.name
+    plan = plan_stages(cfg)
+    selected = {s.name for s in select_stages(plan, stages)}
+    by_name = {s.name: s for s in plan}
+    for spec in select_stages(plan, stages):
+        for name in spec.upstream:
+            if name not in selected and read_manifest(run_dir, by_name[name]) is None:
+                return (f"stage {spec.name!r} needs stage {name!r}, which has not run in {run_dir}: "
+                        f"run it first or add it to --stages")
+    return None
+
+
+def dry_run(cfg: RunConfig, config_path: str, runs_dir: str | Path, stages: list[str] | None,
+            force: list[str] | None) -> list[dict[str, str]]:
+    """The planned stages, their cache status and the commands they would run; writes nothing."""
+    from tasks.train import torchrun_command
+    run_dir = Path(runs_dir).resolve() / cfg.name
+    plan = plan_stages(cfg)
+    forced = _force_set(force, plan)
+    rows, will_run = [], set()
+    for spec in select_stages(plan, stages):
+        if spec.name in forced:
+            status = "forced"
+        elif will_run & set(spec.upstream):
+            status = "after upstream"
+        else:
+            try:
+                key = cache_key(cfg, spec, upstream_fingerprints(run_dir, spec, plan))
+                status = "cached" if is_current(run_dir, spec, key) else "will run"
+            except MissingUpstream:
+                status = "after upstream" if set(spec.upstream) & {s.name for s in plan} else "will run"
+        if status != "cached":
+            will_run.add(spec.name)
+        if spec.name.startswith("train-"):
+            cmd = " ".join(torchrun_command(run_dir, spec.name.removeprefix("train-"),
+                                            cfg.train.nproc_per_node, resume=False))
+        else:
+            cmd = f"python -m flows.pipeline --config {config_path} " \
+                  f"--runs-dir {run_dir.parent} --stages {spec.name}"
+        rows.append({"stage": spec.name, "status": status, "command": cmd})
+    return rows
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="a run config, e.g. configs/tiny.yaml")
+    ap.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
+    ap.add_argument("--stages", help="comma-separated stages to run (default: all)")
+    ap.add_argument("--force", help="comma-separated stages to rerun even if cached")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        exit_on_config_error(err)
+    stages, force = _csv_list(args.stages), _csv_list(args.force)
+    try:
+        select_stages(plan_stages(cfg), (stages or []) + (force or []))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        _print_table(dry_run(cfg, args.config, args.runs_dir, stages, force), ["stage", "status", "command"])
+        return 0
+    problem = missing_upstream(cfg, args.runs_dir, stages)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
+                       stages=stages, force=force)
+    rows = [{"stage": k, **v} for k, v in summary.items()]
+    print()
+    _print_table(rows, ["stage", "status", "seconds", "rows"])
+    report = Path(args.runs_dir).resolve() / cfg.name / "report" / "report.md"
+    if report.is_file():
+        print(f"\nreport: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

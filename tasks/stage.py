@@ -1,0 +1,250 @@
+"""What every stage task shares: the plan, cache keys, manifests and progress.
+
+A stage's cache key is a hash of
+  - the stage's name,
+  - its own config section (`configs.schema.stage_section`),
+  - the fingerprints of its upstream stages' manifests,
+  - its code version (a hash of the source files the stage runs),
+never of large in-memory inputs. Each finished stage writes `<run>/<stage>/manifest.json` with
+that key, the inputs' fingerprints, its outputs, row counts and seconds. A stage whose manifest
+on disk carries the current key is up to date; Prefect's cache (stored in `<run>/.prefect/`) is
+keyed the same way, and a stage whose outputs vanished from disk is refreshed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from configs.schema import RunConfig, config_fingerprint, stage_section
+from warehouse.shards import write_text_atomically
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # "ingest", ..., "train-triplet" (one per training variant)
+    section: str  # the config section the stage depends on (stage_section's name)
+    upstream: tuple[str, ...]  # stage names whose manifests feed the cache key
+    code: tuple[str, ...]  # source files/folders (repo-relative) that make the code version
+
+    @property
+    def manifest_dir(self) -> str:
+        # train variants keep their manifests under train/<variant>/
+        return self.name.replace("train-", "train/", 1)
+
+
+def plan_stages(cfg: RunConfig) -> list[StageSpec]:
+    """All stages of a run in execution order (one training stage per variant)."""
+    trains = tuple(f"train-{v}" for v in cfg.train.variants)
+    return [
+        StageSpec("ingest", "ingest", (), ("corpora", "warehouse/shards.py", "warehouse/db.py")),
+        StageSpec("tokenizer", "tokenizer", ("ingest",), ("model/tokenizer.py",)),
+        StageSpec("extract", "extract", ("ingest",), ("extraction",)),
+        StageSpec("canonicalize", "canonicalize", ("extract",),
+                  ("extraction/canonicalize.py", "extraction/normalize.py")),
+        StageSpec("shards", "shards", ("tokenizer", "canonicalize"),
+                  ("warehouse/training_shards.py", "model/tokenizer.py")),
+        *(StageSpec(t, "train", ("shards",), ("model",)) for t in trains),
+        StageSpec("evaluate", "evaluate", trains, ("model", "tasks/evaluate.py")),
+        StageSpec("report", "report", ("evaluate", "canonicalize"), ("warehouse/report.py",)),
+    ]
+
+
+def select_stages(plan: list[StageSpec], names: list[str] | None) -> list[StageSpec]:
+    """The stages to run; `train` selects every training variant."""
+    if not names:
+        return plan
+    known = {s.name for s in plan} | {"train"}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown stage {unknown[0]!r}; stages are "
+                         + ", ".join(dict.fromkeys(s.name.split("-")[0] for s in plan)))
+    return [s for s in plan
+            if s.name in names or ("train" in names and s.name.startswith("train-"))]
+
+
+def code_version(paths: tuple[str, ...]) -> str:
+    """Hash of the stage's source files, so editing its code reruns it."""
+    h = hashlib.sha256()
+    for rel in paths:
+        root = REPO_ROOT / rel
+        files = sorted(root.rglob("*.py")) + sorted(root.rglob("*.sql")) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                h.update(str(f.relative_to(REPO_ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def manifest_path(run_dir: Path, spec: StageSpec) -> Path:
+    return Path(run_dir) / spec.manifest_dir / "manifest.json"
+
+
+def read_manifest(run_dir: Path, spec: StageSpec) -> dict[str, Any] | None:
+    path = manifest_path(run_dir, spec)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s is unreadable; the stage will rerun", path)
+        return None
+
+
+def manifest_fingerprint(manifest: dict[str, Any]) -> str:
+    """What downstream keys depend on: the key, outputs and counts (not the timings)."""
+    return config_fingerprint({k: manifest.get(k) for k in ("cache_key", "outputs", "rows")})
+
+
+def cache_key(cfg: RunConfig, spec: StageSpec, upstream_fingerprints: dict[str, str]) -> str:
+    return config_fingerprint({
+        "stage": spec.name,
+        "config": stage_section(cfg, spec.section),
+        "upstream": upstream_fingerprints,
+        "code": code_version(spec.code),
+    })
+
+
+def upstream_fingerprints(run_dir: Path, spec: StageSpec, plan: list[StageSpec]) -> dict[str, str]:
+    """Fingerprints of the upstream manifests; raises when an upstream stage has not run."""
+    by_name = {s.name: s for s in plan}
+    out = {}
+    for name in spec.upstream:
+        manifest = read_manifest(run_dir, by_name[name])
+        if manifest is None:
+            raise MissingUpstream(f"stage {spec.name!r} needs stage {name!r}, which has not run "
+                                  f"in {run_dir}: run it first (or add it to --stages)")
+        out[name] = manifest_fingerprint(manifest)
+    return out
+
+
+class MissingUpstream(RuntimeError):
+    pass
+
+
+def is_current(run_dir: Path, spec: StageSpec, key: str) -> bool:
+    """Up to date: the manifest carries this key and every listed output still exists."""
+    manifest = read_manifest(run_dir, spec)
+    if manifest is None or manifest.get("cache_key") != key:
+        return False
+    return all((Path(run_dir) / out).exists() for out in manifest.get("outputs", []))
+
+
+def write_manifest(run_dir: Path, spec: StageSpec, key: str, upstream: dict[str, str],
+                   result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    manifest = {
+        "stage": spec.name,
+        "cache_key": key,
+        "code_version": code_version(spec.code),
+        "inputs": upstream,
+        "outputs": sorted(result.get("outputs", [])),
+        "rows": result.get("rows", {}),
+        "counters": result.get("counters", {}),
+        "seconds": round(seconds, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_text_atomically(json.dumps(manifest, indent=2, sort_keys=False) + "\n",
+                          manifest_path(run_dir, spec))
+    return manifest
+
+
+def record_in_warehouse(run_dir: Path, manifest: dict[str, Any], started: datetime,
+                        status: str) -> None:
+    """One stage_runs row per executed stage (the warehouse exists from ingest on)."""
+    from warehouse.db import connect, record_stage_run
+    con = connect(run_dir)
+    try:
+        record_stage_run(con, manifest["stage"], manifest.get("cache_key", ""), started,
+                         manifest.get("seconds", 0.0), status,
+                         {"rows": manifest.get("rows", {}), "counters": manifest.get("counters", {})})
+    finally:
+        con.close()
+
+
+class StageProgress:
+    """`on_progress(done, total)`: a terminal bar, and a Prefect progress artifact inside a flow."""
+
+    def __init__(self, stage: str, min_interval_s: float = 1.0):
+        from tqdm import tqdm
+        self.stage = stage
+        self.bar = tqdm(desc=stage, unit="step", leave=False, dynamic_ncols=True)
+        self.min_interval_s = min_interval_s
+        self.artifact_id = None
+        self._last = 0.0
+        try:
+            from prefect.artifacts import create_progress_artifact
+            from prefect.context import TaskRunContext
+            if TaskRunContext.get() is not None:
+                self.artifact_id = create_progress_artifact(
+                    0.0, key=f"{stage.replace('_', '-')}-progress", description=f"{stage} progress")
+        except Exception as err:  # artifacts are a convenience; never fail a stage over one
+            log.debug("no progress artifact for %s: %s", stage, err)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+        now = time.monotonic()
+        if self.artifact_id is not None and (now - self._last >= self.min_interval_s or done >= total):
+            self._last = now
+            try:
+                from prefect.artifacts import update_progress_artifact
+                update_progress_artifact(self.artifact_id, 100.0 * done / max(total, 1))
+            except Exception as err:
+                log.debug("progress artifact update failed: %s", err)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def execute_stage(spec: StageSpec, cfg: RunConfig, run_dir: Path, key: str,
+                  upstream: dict[str, str],
+                  work: Callable[[RunConfig, Path, Callable[[int, int], None]], dict[str, Any]],
+                  ) -> dict[str, Any]:
+    """Run a stage's plain function, then write its manifest and its stage_runs row."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    progress = StageProgress(spec.name)
+    try:
+        result = work(cfg, Path(run_dir), progress)
+    except BaseException:
+        failed = {"stage": spec.name, "cache_key": key, "seconds": time.perf_counter() - t0}
+        if (Path(run_dir) / "warehouse.duckdb").exists():
+            try:
+                record_in_warehouse(run_dir, failed, started, "failed")
+            except Exception as err:  # the warehouse may be what failed; keep the real error
+                log.warning("could not record the failure of %s: %s", spec.name, err)
+        raise
+    finally:
+        progress.close()
+    manifest = write_manifest(run_dir, spec, key, upstream, result, time.perf_counter() - t0)
+    record_in_warehouse(run_dir, manifest, started, "completed")
+    return manifest
+
+
+def stage_task(name: str, work: Callable[..., dict[str, Any]]):
+    """A Prefect task around `work(cfg, run_dir, on_progress)`, cached by the stage's key.
+
+    The flow sets `result_storage` (the run's .prefect folder) and `refresh_cache` per call.
+    """
+    from prefect import task
+    from prefect.cache_policies import CachePolicy
+
+    class StageKey(CachePolicy):
+        def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+            return inputs["cache_key"]
+
+    @task(name=name, cache_policy=StageKey(), persist_result=True)
+    def run(spec: StageSpec, cfg: RunConfig, run_dir: str, cache_key: str,
+            upstream: dict[str, str]) -> dict[str, Any]:
+        return execute_stage(spec, cfg, Path(run_dir), cache_key, upstream, work)
+
+    return run
