@@ -278,7 +278,9 @@ def stage_section(cfg: RunConfig, stage: str) -> dict[str, Any]:
         "tokenizer": {"tokenizer": cfg.tokenizer},
         "extract": {"extract": cfg.extract},
         "canonicalize": {"canonicalize": cfg.canonicalize},
-        "shards": {"shards": cfg.shards},
+        # real-text recall tokens depend on the reach of the window + memory (T + M)
+        "shards": {"shards": cfg.shards,
+                   "recall_reach": cfg.model.sequence_len + cfg.model.memory_slots},
         "train": {"model": cfg.model, "train": cfg.train},
         "evaluate": {"evaluate": cfg.evaluate},
         "report": {"report": cfg.report},
