@@ -1,0 +1,82 @@
+"""Config validation: one line naming the file and the field, exit status 2, nothing written."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from configs.schema import (ConfigError, dump_config, load_config, parse_config, stage_section)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["tiny", "redocred", "fineweb-d12", "fineweb-d20"])
+def test_shipped_configs_validate(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    assert cfg.name == name
+    # the resolved config round-trips through YAML to the same run config
+    assert parse_config(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"name": "x", "ingest": {"synthetik": {}}}, "f.yaml: ingest.synthetik: unknown key"),
+    ({"name": "x", "bogus": 1}, "f.yaml: bogus: unknown key"),
+    ({"name": "x", "train": {"steps": "many"}}, "f.yaml: train.steps: Input should be a valid integer"),
+    ({"ingest": {}}, "f.yaml: name: required field is missing"),
+    ({"name": "x", "ingest": {"source": "parquet"}}, "f.yaml: ingest: source is 'parquet' but the 'parquet' section is missing"),
+    ({"name": "x", "ingest": {"source": "redocred", "redocred": {"path": "/nope.json"}}},
+     "f.yaml: ingest.redocred.path: file not found: /nope.json"),
+    ({"name": "x", "train": {"memory_source": "spacy"}, "extract": {"backends": ["oracle"]}},
+     "f.yaml: (top level): train.memory_source is 'spacy' but extract.backends"),
+    ({"name": "a/b"}, "f.yaml: name: must be a plain folder name"),
+])
+def test_bad_configs_name_the_field(data, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "f.yaml")
+    assert str(err.value).startswith(expected), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_vllm_backend_needs_the_extra():
+    pytest.importorskip("configs.schema")
+    import importlib.util
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here; the refusal only applies without it")
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[vllm\]'"):
+        parse_config({"name": "x", "extract": {"backends": ["vllm"]},
+                      "train": {"memory_source": "vllm"},
+                      "evaluate": {"ablations": ["no_memory"]}}, "f.yaml")
+
+
+def test_stage_sections_are_independent():
+    a = parse_config({"name": "x"})
+    b = parse_config({"name": "x", "train": {"steps": 7}})
+    assert stage_section(a, "train") != stage_section(b, "train")
+    for stage in ("ingest", "tokenizer", "extract", "canonicalize", "shards", "evaluate", "report"):
+        assert stage_section(a, stage) == stage_section(b, stage)
+
+
+def test_cli_exits_2_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ningest:\n  sorce: synthetic\n")
+    runs = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--config", str(bad),
+                           "--runs-dir", str(runs)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"config error: {bad}: ingest.sorce: unknown key"
+    assert not runs.exists()
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(listy)
