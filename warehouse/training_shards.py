@@ -1,0 +1,331 @@
+"""The shards stage: parallel `tokens` and `memory` training shards, one pair per docs shard.
+
+For docs shard k this writes (DESIGN §4):
+
+- `memory/shard_k.parquet`: one row per triplet of the warehouse (every extractor; the trainer
+  filters by `source`) with `token_pos`, the token ids of subject / relation / object, canonical
+  ids (-1 when unknown), polarity and whether the relation is functional.
+- `tokens/shard_k.parquet`: one row per document: `<|bos|>` then the text's tokens (so text token
+  i is document token i + 1), the `recall` token indexes and `recall_spans` (start, end,
+  stated_pos): the token range of each recalled value and the `token_pos` of its statement.
+
+Character spans become token indexes through the tokenizer's character offsets:
+- a triplet's `token_pos` is the first token starting at or after the clause's `char_end` (the
+  first token after the statement), clamped to the document's length;
+- a character span covers every token that overlaps it.
+
+Memory strings are encoded with a leading space: the byte-level BPE has no prefix space, so a name
+in the middle of a sentence is tokenized as " Name", and memory must use the same ids as the text.
+
+Recall tokens: synthetic documents carry gold spans in `recall/shard_k.parquet` (written by
+ingest). Real text has none, so `real_text_recall_spans` marks an occurrence of a triplet's object
+(case-sensitive, whole words, at least `shards.recall_min_object_chars` characters) as a recall
+when a triplet stating it ends at least `T + M` tokens (sequence_len + memory_slots) before the
+occurrence and the object string does not occur anywhere in those `T + M` tokens: the fact is in
+evicted memory, while neither the window nor the `raw` variant's M extra tokens show it. The
+objects of the document's oracle (gold) triplets are used when it has any, else those of every
+extractor.
+
+Memory shards are written before tokens shards; a rerun skips shard k when both exist. Finally
+the `tokens_shards` and `memory_shards` warehouse views are (re)registered.
+
+    python -m warehouse.training_shards --config configs/tiny.yaml --run runs/tiny
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import re
+import time
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from configs.schema import RunConfig
+from warehouse.db import connect, register_shard_views
+from warehouse.shards import list_shards, shard_index, shard_path, write_parquet_atomically
+
+RECALL_SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("stated_pos", pa.int32())])
+TOKENS_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("split", pa.string()),
+    ("tokens", pa.list_(pa.int32())),
+    ("recall", pa.list_(pa.int32())),
+    ("recall_spans", pa.list_(RECALL_SPAN)),
+])
+MEMORY_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("token_pos", pa.int32()),
+    ("subject_tokens", pa.list_(pa.int32())),
+    ("relation_tokens", pa.list_(pa.int32())),
+    ("object_tokens", pa.list_(pa.int32())),
+    ("subject_id", pa.int64()),
+    ("relation_id", pa.int64()),
+    ("object_id", pa.int64()),
+    ("negated", pa.bool_()),
+    ("functional", pa.bool_()),
+    ("source", pa.string()),
+])
+# The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
+TRIPLETS_QUERY = """
+    SELECT t.shard, t.doc_id, t.subject, t.relation, t.object, t.negated, t.char_end,
+           t.extractor AS source,
+           coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
+           coalesce(t.object_id, -1) AS object_id, coalesce(r.functional, false) AS functional
+    FROM triplets t LEFT JOIN relations r ON t.relation_id = r.relation_id
+    ORDER BY t.shard, t.doc_id, t.char_end, t.triplet_id
+"""
+
+
+class TokenizedDoc(NamedTuple):
+    """A document's token ids (`<|bos|>` first) and the character span of each text token."""
+    tokens: list[int]
+    starts: list[int]  # starts[i], ends[i]: characters of text token i = document token i + 1
+    ends: list[int]
+
+
+class RecallSpan(NamedTuple):
+    start: int  # document token range [start, end) of the recalled value
+    end: int
+    stated_pos: int  # token_pos of the statement it recalls
+
+
+def tokenize_docs(tok, texts: list[str]) -> list[TokenizedDoc]:
+    out = []
+    for ids, offsets in tok.encode_batch_with_offsets(texts):
+        out.append(TokenizedDoc([tok.bos_id, *ids], [s for s, _ in offsets], [e for _, e in offsets]))
+    return out
+
+
+def token_pos(doc: TokenizedDoc, char_end: int) -> int:
+    """Index of the first document token starting at or after `char_end` (len(tokens) if none)."""
+    return 1 + bisect_left(doc.starts, char_end)
+
+
+def char_span_tokens(doc: TokenizedDoc, char_start: int, char_end: int) -> tuple[int, int]:
+    """Document token range [start, end) of the tokens overlapping characters [char_start, char_end)."""
+    if char_end <= char_start:
+        return (token_pos(doc, char_start),) * 2
+    first = bisect_right(doc.ends, char_start)  # first text token ending after char_start
+    stop = bisect_left(doc.starts, char_end)  # first text token starting at or after char_end
+    return 1 + first, 1 + max(first, stop)
+
+
+def gold_recall_spans(doc: TokenizedDoc, rows: list[dict[str, Any]]) -> list[RecallSpan]:
+    """Recall spans from the synthetic generator's gold character spans."""
+    spans = []
+    for r in rows:
+        start, end = char_span_tokens(doc, r["char_start"], r["char_end"])
+        if end > start:
+            spans.append(RecallSpan(start, end, token_pos(doc, r["stated_char_end"])))
+    return spans
+
+
+def real_text_recall_spans(doc: TokenizedDoc, text: str, statements: list[tuple[str, int]],
+                           reach: int, min_chars: int) -> list[RecallSpan]:
+    """Recall spans for text without gold spans (the heuristic in the module docstring).
+
+    `statements` are (object string, char_end of the stating clause); `reach` is T + M tokens.
+    """
+    stated_at: dict[str, list[int]] = defaultdict(list)
+    for obj, char_end in statements:
+        if len(obj) >= min_chars:
+            stated_at[obj].append(token_pos(doc, char_end))
+    spans = []
+    for obj, positions in stated_at.items():
+        positions.sort()
+        previous_end = None  # token end of the object's previous occurrence
+        for m in re.finditer(rf"(?<!\w){re.escape(obj)}(?!\w)", text):
+            start, end = char_span_tokens(doc, m.start(), m.end())
+            reachable_from = start - reach  # tokens before this are beyond window + M raw tokens
+            i = bisect_right(positions, reachable_from)
+            shown_nearby = previous_end is not None and previous_end > reachable_from
+            if i > 0 and not shown_nearby and end > start:
+                spans.append(RecallSpan(start, end, positions[i - 1]))
+            previous_end = end
+    return sorted(spans)
+
+
+@lru_cache(maxsize=1)
+def _tokenizer(run_dir: str):
+    from model.tokenizer import load_run_tokenizer
+    return load_run_tokenizer(Path(run_dir))
+
+
+def _encode_surfaces(tok, strings: list[str]) -> dict[str, list[int]]:
+    unique = list(dict.fromkeys(strings))
+    return dict(zip(unique, tok.encode_batch([" " + s for s in unique])))
+
+
+def _read_recall(run_dir: Path, k: int) -> dict[str, list[dict[str, Any]]] | None:
+    path = shard_path(run_dir, "recall", k)
+    if not path.is_file():
+        return None
+    by_doc: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in pq.read_table(path).to_pylist():
+        by_doc[row["doc_id"]].append(row)
+    return by_doc
+
+
+def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
+                min_object_chars: int) -> dict[str, int]:
+    """Write memory then tokens shard k from docs shard k and its triplets; returns drop counters."""
+    run_dir = Path(run_dir)
+    tok = _tokenizer(str(run_dir))
+    docs = pq.read_table(shard_path(run_dir, "docs", k), columns=["doc_id", "text", "split"]).to_pylist()
+    tokenized = tokenize_docs(tok, [d["text"] for d in docs])
+    by_id = {d["doc_id"]: (d, t) for d, t in zip(docs, tokenized)}
+    counters: Counter[str] = Counter()
+
+    rows = triplets.to_pylist()
+    known = [r for r in rows if r["doc_id"] in by_id]
+    counters["triplet_doc_not_in_shard"] += len(rows) - len(known)
+    surfaces = _encode_surfaces(tok, [r[f] for r in known for f in ("subject", "relation", "object")])
+    memory = [{
+        "doc_id": r["doc_id"], "token_pos": token_pos(by_id[r["doc_id"]][1], r["char_end"]),
+        "subject_tokens": surfaces[r["subject"]], "relation_tokens": surfaces[r["relation"]],
+        "object_tokens": surfaces[r["object"]],
+        "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],
+        "negated": r["negated"], "functional": r["functional"], "source": r["source"],
+    } for r in known]
+    write_parquet_atomically(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA),
+                             shard_path(run_dir, "memory", k))
+
+    gold = _read_recall(run_dir, k)
+    statements = _recall_statements(known)
+    token_rows = []
+    for d, t in zip(docs, tokenized):
+        if gold is not None:
+            spans = gold_recall_spans(t, gold.get(d["doc_id"], []))
+        else:
+            spans = real_text_recall_spans(t, d["text"], statements.get(d["doc_id"], []),
+                                           reach, min_object_chars)
+        token_rows.append({
+            "doc_id": d["doc_id"], "split": d["split"], "tokens": t.tokens,
+            "recall": sorted({i for s in spans for i in range(s.start, s.end)}),
+            "recall_spans": [s._asdict() for s in spans],
+        })
+    write_parquet_atomically(pa.Table.from_pylist(token_rows, schema=TOKENS_SCHEMA),
+                             shard_path(run_dir, "tokens", k))
+    return dict(counters)
+
+
+def _recall_statements(triplets: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
+    """Per document, (object, char_end) of its oracle triplets if it has any, else of all."""
+    by_doc: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in triplets:
+        by_doc[r["doc_id"]].append(r)
+    out = {}
+    for doc_id, rows in by_doc.items():
+        gold = [r for r in rows if r["source"] == "oracle"]
+        out[doc_id] = [(r["object"], r["char_end"]) for r in (gold or rows)]
+    return out
+
+
+def _read_triplets(run_dir: Path) -> tuple[pa.Table, np.ndarray]:
+    """The warehouse's triplets, sorted by shard, and their shard column (connection closed at once)."""
+    con = connect(run_dir)
+    try:
+        table = con.sql(TRIPLETS_QUERY).to_arrow_table()
+    finally:
+        con.close()
+    return table, table.column("shard").to_numpy()
+
+
+def _shard_slice(table: pa.Table, shards: np.ndarray, k: int) -> pa.Table:
+    lo, hi = np.searchsorted(shards, k, "left"), np.searchsorted(shards, k, "right")
+    return table.slice(lo, hi - lo)
+
+
+def _shard_rows(run_dir: Path, k: int) -> Counter[str]:
+    """Row counts of a finished pair of shards (read from the files, so resumed shards count)."""
+    tokens = pq.read_table(shard_path(run_dir, "tokens", k), columns=["tokens", "recall_spans"])
+    sources = pq.read_table(shard_path(run_dir, "memory", k), columns=["source"]).column("source")
+    rows = Counter({
+        "documents": tokens.num_rows,
+        "tokens": int(pc.sum(pc.list_value_length(tokens.column("tokens"))).as_py() or 0),
+        "recall_spans": int(pc.sum(pc.list_value_length(tokens.column("recall_spans"))).as_py() or 0),
+    })
+    for source, n in Counter(sources.to_pylist()).items():
+        rows[f"memory_rows_{source}"] += n
+    return rows
+
+
+def run_shards(cfg: RunConfig, run_dir: Path,
+               on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """The shards stage (see the module docstring); returns outputs, row counts and counters."""
+    run_dir = Path(run_dir)
+    docs_shards = [shard_index(p) for p in list_shards(run_dir, "docs")]
+    if not docs_shards:
+        raise FileNotFoundError(f"{run_dir / 'docs'}: no docs shards (run the ingest stage first)")
+    _tokenizer.cache_clear()
+    _tokenizer(str(run_dir))  # fail here, once, when the tokenizer stage has not run
+    todo = [k for k in docs_shards if not (shard_path(run_dir, "memory", k).is_file()
+                                           and shard_path(run_dir, "tokens", k).is_file())]
+    triplets, triplet_shards = _read_triplets(run_dir)
+    reach = cfg.model.sequence_len + cfg.model.memory_slots
+    args = [(run_dir, k, _shard_slice(triplets, triplet_shards, k), reach,
+             cfg.shards.recall_min_object_chars) for k in todo]
+
+    counters: Counter[str] = Counter({"shards_resumed": len(docs_shards) - len(todo)})
+    done = len(docs_shards) - len(todo)
+    if on_progress:
+        on_progress(done, len(docs_shards))
+    workers = min(cfg.shards.workers or os.cpu_count() or 1, len(todo))
+    if workers <= 1:
+        results = (build_shard(*a) for a in args)
+        pool = None
+    else:
+        # spawn: the parent already used the (multi-threaded) tokenizer, which fork would break
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(build_shard, *zip(*args))
+    try:
+        for shard_counters in results:
+            counters.update(shard_counters)
+            done += 1
+            if on_progress:
+                on_progress(done, len(docs_shards))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+    rows: Counter[str] = Counter()
+    for k in docs_shards:
+        rows.update(_shard_rows(run_dir, k))
+    con = connect(run_dir)
+    try:
+        register_shard_views(con, run_dir)
+    finally:
+        con.close()
+    outputs = [str(shard_path(Path(), kind, k)) for kind in ("tokens", "memory") for k in docs_shards]
+    return {"outputs": outputs, "rows": dict(rows), "counters": dict(counters)}
+
+
+def main() -> None:
+    from configs.schema import ConfigError, exit_on_config_error, load_config
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
+    args = parser.parse_args()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        exit_on_config_error(err)
+    started = time.perf_counter()
+    result = run_shards(cfg, args.run)
+    seconds = time.perf_counter() - started
+    print(f"shards: {result['rows']} in {seconds:.1f}s "
+          f"({result['rows'].get('tokens', 0) / seconds:,.0f} tokens/s)")
+
+
+if __name__ == "__main__":
+    main()
