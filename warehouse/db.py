@@ -7,6 +7,7 @@ read-only.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -42,16 +43,30 @@ def connect(run_dir: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as err:
         if "lock" in str(err).lower():
-            raise WarehouseLocked(f"{path} is locked by another process (a stage is writing it); "
+            holder = re.search(r"\(PID (\d+)\)", str(err))
+            by = f"another process (PID {holder.group(1)})" if holder else "another process"
+            raise WarehouseLocked(f"{path} is locked by {by}, a stage writing it; "
                                   "try again when it finishes") from None
+        raise
+    except duckdb.ConnectionException as err:
+        # DuckDB refuses a second connection with another read_only setting in the same process
+        if "different configuration" in str(err):
+            raise WarehouseLocked(f"{path} is already open in this process with "
+                                  f"read_only={not read_only}; close that connection first") from None
         raise
     if not read_only:
         con.execute(schema_sql())
     return con
 
 
-def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path) -> list[str]:
-    """(Re)create one view per shard folder that has shards; returns the view names."""
+def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,
+                         temporary: bool = False) -> list[str]:
+    """(Re)create one view per shard folder that has shards; returns the view names.
+
+    `temporary=True` makes connection-local views, the only kind a read-only connection may
+    create; they shadow stored views of the same name.
+    """
+    create = "CREATE OR REPLACE TEMP VIEW" if temporary else "CREATE OR REPLACE VIEW"
     made = []
     for kind in SHARD_KINDS:
         folder = Path(run_dir).resolve() / kind
@@ -59,7 +74,7 @@ def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path) -> list[
             continue
         view = SHARD_VIEWS[kind]
         glob = str(folder / "shard_*.parquet").replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS "
+        con.execute(f"{create} {view} AS "
                     f"SELECT * FROM read_parquet('{glob}', filename = true)")
         made.append(view)
     return made

@@ -1,0 +1,100 @@
+"""warehouse.db against real DuckDB files: schema, read-only opens, the write lock, shard views."""
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from warehouse.db import (WarehouseLocked, connect, db_path, insert_metrics, record_stage_run,
+                          register_shard_views)
+from warehouse.shards import shard_path, write_parquet_atomically
+
+TABLES = {"documents", "triplets", "entities", "relations", "aliases", "stage_runs", "metrics",
+          "extraction_errors"}
+
+
+def _tables(con) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'").fetchall()}
+
+
+def test_writable_connect_creates_the_schema_idempotently(tmp_path):
+    con = connect(tmp_path)
+    assert _tables(con) == TABLES
+    con.execute("INSERT INTO entities VALUES (1, 'mara quell', 3)")
+    con.close()
+    con = connect(tmp_path)  # applying the schema again keeps the data
+    assert con.execute("SELECT name FROM entities").fetchall() == [("mara quell",)]
+    con.close()
+
+
+def test_read_only_connect_needs_an_existing_warehouse(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has the ingest stage run"):
+        connect(tmp_path, read_only=True)
+    assert not db_path(tmp_path).exists()
+    connect(tmp_path).close()
+    con = connect(tmp_path, read_only=True)
+    with pytest.raises(duckdb.Error, match="read-only"):
+        con.execute("INSERT INTO entities VALUES (1, 'x', 1)")
+    con.close()
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_write_lock_held_by_another_process(tmp_path, write_lock_holder, read_only):
+    connect(tmp_path).close()
+    with write_lock_holder(db_path(tmp_path)) as pid:
+        with pytest.raises(WarehouseLocked, match=f"locked by another process \\(PID {pid}\\)"):
+            connect(tmp_path, read_only=read_only)
+    connect(tmp_path, read_only=read_only).close()  # free again once the holder exits
+
+
+def test_open_for_writing_in_this_process_is_reported_as_locked(tmp_path):
+    writer = connect(tmp_path)
+    try:
+        with pytest.raises(WarehouseLocked, match="already open in this process"):
+            connect(tmp_path, read_only=True)
+    finally:
+        writer.close()
+
+
+def _docs_table(n: int, shard: int) -> pa.Table:
+    return pa.table({"doc_id": [f"d{shard}-{i}" for i in range(n)], "text": ["x"] * n,
+                     "source": ["synthetic"] * n, "url": pa.array([None] * n, pa.string()),
+                     "split": ["train"] * n})
+
+
+def test_shard_views_stored_and_temporary(tmp_path):
+    write_parquet_atomically(_docs_table(3, 0), shard_path(tmp_path, "docs", 0))
+    write_parquet_atomically(_docs_table(2, 1), shard_path(tmp_path, "docs", 1))
+    con = connect(tmp_path)
+    assert register_shard_views(con, tmp_path) == ["docs_shards"]  # empty folders get no view
+    con.close()
+
+    write_parquet_atomically(_docs_table(4, 2), shard_path(tmp_path, "docs", 2))
+    con = connect(tmp_path, read_only=True)
+    assert con.execute("SELECT count(*) FROM docs_shards").fetchall() == [(9,)]  # stored view, live glob
+    with pytest.raises(duckdb.Error):
+        register_shard_views(con, tmp_path)  # a read-only connection cannot store a view
+    assert register_shard_views(con, tmp_path, temporary=True) == ["docs_shards"]
+    rows = con.execute("SELECT count(*), count(DISTINCT filename) FROM docs_shards").fetchall()
+    assert rows == [(9, 3)]
+    con.close()
+
+
+def test_stage_runs_and_metrics_round_trip(tmp_path):
+    con = connect(tmp_path)
+    started = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    record_stage_run(con, "tokenizer", "abc123", started, 1.5, "completed", {"vocab_size": 300})
+    assert insert_metrics(con, [
+        {"variant": "triplet", "ablation": "none", "split": "val", "metric": "bpb", "value": 1.25},
+        {"variant": "window", "ablation": "none", "split": "val", "metric": "bpb", "value": 2, "step": 10},
+    ]) == 2
+    assert insert_metrics(con, []) == 0
+    con.close()
+    con = connect(tmp_path, read_only=True)
+    assert con.execute("SELECT stage, fingerprint, started_at, seconds, status, counts->>'vocab_size' "
+                       "FROM stage_runs").fetchall() == [
+        ("tokenizer", "abc123", datetime(2026, 11, 24, 12, 0), 1.5, "completed", "300")]
+    assert con.execute("SELECT variant, value, step FROM metrics ORDER BY variant").fetchall() == [
+        ("triplet", 1.25, None), ("window", 2.0, 10)]
+    con.close()

@@ -1,0 +1,163 @@
+"""python -m warehouse.sql against real DuckDB files: formats, refusals, locks and errors."""
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+from warehouse.db import connect, db_path
+from warehouse.shards import shard_path, write_parquet_atomically
+from warehouse.sql import RefusedStatement, check_read_only, main
+
+DOCS = [("d1", 0, "train", "synthetic", None, 5, "hello"),
+        ("d2", 0, "val", "synthetic", "http://x", 12, "café, Zürich"),
+        ("d3", 1, "train", "synthetic", None, 100, "x" * 100)]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    con = connect(tmp_path)
+    con.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)", DOCS)
+    con.close()
+    write_parquet_atomically(pa.table({"doc_id": ["d1", "d3"], "text": ["hello", "x" * 100],
+                                       "source": ["synthetic"] * 2, "url": [None, None],
+                                       "split": ["train"] * 2}), shard_path(tmp_path, "docs", 0))
+    return tmp_path
+
+
+def _cli(capsys, run, sql, *extra):
+    status = main(["--run", str(run), sql, *extra])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _count(run) -> int:
+    con = connect(run, read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM documents").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_table_format_is_aligned_with_header_and_row_count(run_dir, capsys):
+    status, out, err = _cli(capsys, run_dir, "SELECT doc_id, n_chars, url FROM documents ORDER BY doc_id")
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["doc_id", "n_chars", "url"]
+    assert lines[1] == "------  -------  --------"
+    assert lines[2:5] == ["d1            5  NULL",
+                          "d2           12  http://x",
+                          "d3          100  NULL"]
+    assert lines[5] == "(3 rows)"
+
+
+def test_count_query(run_dir, capsys):
+    status, out, _ = _cli(capsys, run_dir, "SELECT count(*) AS n FROM documents")
+    assert status == 0 and out.splitlines()[2].strip() == "3"
+
+
+def test_csv_format(run_dir, capsys):
+    status, out, _ = _cli(capsys, run_dir, "SELECT doc_id, url, text FROM documents ORDER BY doc_id",
+                          "--format", "csv")
+    assert status == 0
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["doc_id", "url", "text"], ["d1", "", "hello"], ["d2", "http://x", "café, Zürich"],
+        ["d3", "", "x" * 100]]
+
+
+def test_json_format_is_one_document(run_dir, capsys):
+    status, out, _ = _cli(capsys, run_dir,
+                          "SELECT doc_id, shard, url, TIMESTAMP '2026-11-24 12:00:00' AS t "
+                          "FROM documents WHERE shard = 0 ORDER BY doc_id", "--format", "json")
+    assert status == 0
+    assert json.loads(out) == [
+        {"doc_id": "d1", "shard": 0, "url": None, "t": "2026-11-24 12:00:00"},
+        {"doc_id": "d2", "shard": 0, "url": "http://x", "t": "2026-11-24 12:00:00"}]
+
+
+def test_shard_views_are_queryable_read_only(run_dir, capsys):
+    status, out, err = _cli(capsys, run_dir, "SELECT count(*) AS n FROM docs_shards", "--format", "json")
+    assert (status, err) == (0, "") and json.loads(out) == [{"n": 2}]
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO documents VALUES ('d9', 0, 'train', 's', NULL, 1, 'x')",
+    "UPDATE documents SET text = 'y'",
+    "DELETE FROM documents",
+    "CREATE TABLE t (a INT)",
+    "CREATE TEMP VIEW v AS SELECT 1",
+    "DROP TABLE documents",
+    "ALTER TABLE documents ADD COLUMN b INT",
+    "ATTACH 'other.duckdb' AS o",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET threads = 1",
+    "PRAGMA threads = 1",
+    "PRAGMA enable_profiling",
+    "CALL checkpoint()",
+    "CHECKPOINT",
+    "EXPLAIN ANALYZE DELETE FROM documents",
+    "SELECT 1; DELETE FROM documents",
+    "SELECT 1; SELECT 2",
+    "  ",
+])
+def test_writing_statements_are_refused_before_running(run_dir, capsys, sql):
+    status, out, err = _cli(capsys, run_dir, sql)
+    assert status == 2 and out == ""
+    assert err.startswith("warehouse.sql: refused: ") and err.count("\n") == 1
+    assert _count(run_dir) == 3
+
+
+def test_copy_to_is_refused_although_read_only_mode_would_allow_it(run_dir, capsys):
+    target = run_dir / "dump.csv"
+    status, _, err = _cli(capsys, run_dir, f"COPY documents TO '{target}'")
+    assert status == 2 and "COPY" in err
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1", "FROM documents", "WITH x AS (SELECT 1 AS a) SELECT * FROM x", "DESCRIBE documents",
+    "SHOW TABLES", "SUMMARIZE documents", "EXPLAIN SELECT 1", "EXPLAIN ANALYZE SELECT 1",
+    "PRAGMA table_info('documents')", "PRAGMA database_size", "SELECT 1;",
+])
+def test_reading_statements_pass_the_check(sql):
+    check_read_only(sql)
+
+
+def test_check_rejects_writes_without_a_database():
+    with pytest.raises(RefusedStatement, match="INSERT is not a read-only query"):
+        check_read_only("insert into t values (1)")
+
+
+def test_sql_error_is_one_line(run_dir, capsys):
+    for sql in ["SELECT * FROM no_such_table", "SELEC 1", "SELECT 1/'a'"]:
+        status, out, err = _cli(capsys, run_dir, sql)
+        assert status == 1 and out == ""
+        assert err.startswith("warehouse.sql: sql error: ") and err.count("\n") == 1
+
+
+def test_missing_run_or_warehouse(tmp_path, capsys):
+    status, _, err = _cli(capsys, tmp_path / "nope", "SELECT 1")
+    assert status == 2 and err == f"warehouse.sql: {tmp_path / 'nope'}: no such run folder\n"
+    status, _, err = _cli(capsys, tmp_path, "SELECT 1")
+    assert status == 2 and "no warehouse here" in err and err.count("\n") == 1
+    assert not db_path(tmp_path).exists()
+
+
+def _run_cli(run_dir, sql):
+    return subprocess.run([sys.executable, "-m", "warehouse.sql", "--run", str(run_dir), sql],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_write_lock_held_by_another_process_is_one_line(run_dir, write_lock_holder):
+    with write_lock_holder(db_path(run_dir)) as pid:
+        locked = _run_cli(run_dir, "SELECT count(*) FROM documents")
+    assert locked.returncode == 1 and locked.stdout == ""
+    assert locked.stderr.count("\n") == 1 and "Traceback" not in locked.stderr
+    assert f"locked by another process (PID {pid})" in locked.stderr
+
+    free = _run_cli(run_dir, "SELECT count(*) AS n FROM documents")
+    assert free.returncode == 0 and free.stdout.splitlines()[2].strip() == "3"
