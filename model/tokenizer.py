@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -131,11 +132,17 @@ def _train_texts(shards: list[Path], max_docs: int | None, stats: dict[str, int]
                  on_progress: Callable[[int, int], None] | None) -> Iterator[str]:
     """Texts of the train split, shard by shard, reading only the `text` and `split` columns."""
     for done, shard in enumerate(shards, 1):
-        table = pq.read_table(shard, columns=["text", "split"])
+        try:
+            table = pq.read_table(shard, columns=["text", "split"])
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"{shard}: unreadable docs shard ({err}); delete it and rerun the "
+                             "ingest stage") from None
         for text, split in zip(table.column("text").to_pylist(), table.column("split").to_pylist()):
             if split != "train":
                 continue
             if max_docs is not None and stats["train_docs"] >= max_docs:
+                if on_progress:
+                    on_progress(len(shards), len(shards))  # the cap ends the work early
                 return
             stats["train_docs"] += 1
             stats["train_chars"] += len(text)

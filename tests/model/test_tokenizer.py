@@ -131,10 +131,14 @@ def test_run_tokenizer_trains_on_the_train_split_only(tmp_path):
 
 
 def test_run_tokenizer_caps_train_docs(tmp_path):
-    _write_docs(tmp_path, [[(f"{t} {i}", "train") for i in range(4) for t in TEXTS]])
+    rows = [(f"{t} {i}", "train") for i in range(4) for t in TEXTS]
+    _write_docs(tmp_path, [rows] * 3)
     cfg = parse_config({"name": "t", "tokenizer": {"vocab_size": 300, "max_train_docs": 7}})
-    result = run_tokenizer(cfg, tmp_path)
+    progress = []
+    result = run_tokenizer(cfg, tmp_path, on_progress=lambda d, t: progress.append((d, t)))
     assert result["rows"]["train_docs"] == 7
+    assert result["rows"]["train_chars"] == sum(len(text) for text, _ in rows[:7])
+    assert progress == [(3, 3)]
     assert (tmp_path / TOKENIZER_FILE).is_file()
 
 
@@ -146,3 +150,15 @@ def test_run_tokenizer_without_docs_or_train_split_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="no train-split documents"):
         run_tokenizer(cfg, tmp_path)
     assert not (tmp_path / TOKENIZER_FILE).exists()
+
+
+def test_run_tokenizer_names_a_broken_shard_and_keeps_the_old_tokenizer(tmp_path):
+    _write_docs(tmp_path, [[(t, "train") for t in TEXTS]] * 2)
+    cfg = parse_config({"name": "t", "tokenizer": {"vocab_size": 300}})
+    run_tokenizer(cfg, tmp_path)
+    saved = (tmp_path / TOKENIZER_FILE).read_bytes()
+    broken = shard_path(tmp_path, "docs", 1)
+    broken.write_bytes(broken.read_bytes()[:200])  # cut off mid-write
+    with pytest.raises(ValueError, match="shard_00001.parquet: unreadable docs shard"):
+        run_tokenizer(parse_config({"name": "t", "tokenizer": {"vocab_size": 280}}), tmp_path)
+    assert (tmp_path / TOKENIZER_FILE).read_bytes() == saved
