@@ -1,0 +1,138 @@
+"""The report stage: distance buckets, extraction scoring into `metrics`, markdown and plots."""
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from configs.schema import parse_config
+from warehouse.db import connect, insert_metrics
+from warehouse.report import build_report, distance_bucket, distance_buckets
+from warehouse.shards import shard_path, write_parquet_atomically
+
+CONFIG = {"name": "rep", "model": {"sequence_len": 64, "memory_slots": 16},
+          "evaluate": {"ablations": ["no_memory", "shuffled", "spacy"]}}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+ORACLE = [("a", "Mara Quell", "lives in", "Orvane", 30), ("a", "Mara Quell", "works at", "Tessaly Labs", 60),
+          ("b", "Ilsa Brandt", "is a", "baker", 20), ("b", "Ilsa Brandt", "knows", "Mara Quell", 40)]
+SPACY = [("a", "mara quell", "lived in", "Orvane.", 30),  # strict match after normalization
+         ("a", "Mara Quell", "employs", "Tessaly Labs", 60),  # relaxed only
+         ("b", "Ilsa Brandt", "is a", "baker", 300),  # matches, but stated after the recall
+         ("b", "Ilsa Brandt", "likes", "tea", 50),  # wrong
+         ("c", "Nobody", "is", "ungraded", 10)]  # no gold for doc c: not scored
+RECALLS = [("a", "Mara Quell", "lives in", "Orvane", 500), ("b", "Ilsa Brandt", "is a", "baker", 200)]
+
+
+def _metric(variant, ablation, metric, value, split="val"):
+    return {"variant": variant, "ablation": ablation, "split": split, "metric": metric,
+            "value": value, "step": 300}
+
+
+def make_run(tmp_path: Path) -> Path:
+    run = tmp_path / "rep"
+    run.mkdir()
+    con = connect(run)
+    con.execute("INSERT INTO metrics VALUES ('window', 'none', 'val', 'bpb', 9.9, 100, "
+                "TIMESTAMP '2020-01-01 00:00:00')")  # an older evaluation: superseded
+    rows = [_metric("window", "none", "bpb", 2.1), _metric("window", "none", "recall_bpb", 6.25),
+            _metric("window", "none", "recall_acc", 0.05), _metric("window", "none", "positions", 64),
+            _metric("window", "none", "compression", 0),
+            _metric("raw", "none", "bpb", 2.0), _metric("raw", "none", "recall_acc", 0.07),
+            _metric("raw", "none", "positions", 80),
+            _metric("triplet", "none", "bpb", 1.8), _metric("triplet", "none", "recall_bpb", 1.5),
+            _metric("triplet", "none", "recall_acc", 0.9), _metric("triplet", "none", "positions", 80),
+            _metric("triplet", "none", "compression", 12.5),
+            _metric("triplet", "no_memory", "recall_acc", 0.1),
+            _metric("triplet", "shuffled", "bpb", 2.2), _metric("triplet", "shuffled", "recall_acc", 0.08),
+            _metric("triplet", "spacy", "recall_acc", 0.4),
+            _metric("window", "none", "recall_acc@96-128", 0.1),
+            _metric("window", "none", "recall_acc@128-192", 0.0),
+            _metric("triplet", "none", "recall_acc@96-128", 0.95),
+            _metric("triplet", "none", "recall_acc@128-192", 0.85)]
+    insert_metrics(con, rows)
+    tid = 0
+    for extractor, triplets in (("oracle", ORACLE), ("spacy", SPACY)):
+        for doc, s, r, o, end in triplets:
+            con.execute("INSERT INTO triplets VALUES (?, ?, 0, ?, ?, ?, false, 0, ?, NULL, ?, "
+                        "NULL, NULL, NULL)", [tid, doc, s, r, o, end, extractor])
+            tid += 1
+    con.close()
+    recall = [{"doc_id": d, "char_start": start, "char_end": start + len(v), "subject": s,
+               "relation": r, "value": v, "stated_char_end": 10, "distance_words": 100}
+              for d, s, r, v, start in RECALLS]
+    write_parquet_atomically(pa.Table.from_pylist(recall), shard_path(run, "recall", 0))
+    logs = {"window": [(0, 5.0), (10, 4.0), (20, 3.5)], "triplet": [(0, 5.0), (10, 3.0), (10, 2.9)]}
+    for variant, points in logs.items():
+        lines = [json.dumps({"step": s, "loss": l, "lr": 0.01, "tokens_per_s": 1e4, "seconds": 1.0})
+                 for s, l in points]
+        (run / "train").mkdir(exist_ok=True)
+        (run / "train" / f"{variant}.jsonl").write_text("\n".join(lines) + '\n{"step": 30, "lo')
+    return run
+
+
+def test_distance_buckets_are_fixed_and_count_hits():
+    assert [distance_bucket(d) for d in (0, 15, 16, 63, 64, 95, 96, 127, 128, 300, 1000)] == [
+        (0, 16), (0, 16), (16, 32), (48, 64), (64, 96), (64, 96), (96, 128), (96, 128),
+        (128, 192), (256, 384), (768, 1024)]
+    pairs = [(10, True), (20, False), (70, True), (100, True), (100, False), (130, True), (300, False)]
+    assert distance_buckets(pairs) == [(0, 16, 1.0, 1), (16, 32, 0.0, 1), (64, 96, 1.0, 1),
+                                       (96, 128, 0.5, 2), (128, 192, 1.0, 1), (256, 384, 0.0, 1)]
+    assert distance_buckets([]) == []
+
+
+def test_report_tables_extraction_scores_and_plots(tmp_path):
+    run = make_run(tmp_path)
+    result = build_report(parse_config(CONFIG), run)
+    md = (run / "report" / "report.md").read_text()
+    assert result["outputs"] == ["report/report.md", "report/loss.png", "report/recall_by_distance.png"]
+    assert result["rows"]["report_chars"] == len(md)
+    assert result["counters"] == {"unreadable_log_lines": 2}
+    for png in ("loss.png", "recall_by_distance.png"):
+        data = (run / "report" / png).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+        assert f"]({png})" in md
+
+    assert "| `window` | 2.100 | 6.250 | 0.050 | 64 | 0.0 |" in md  # newest bpb, not 9.9
+    assert "| `raw` | 2.000 | – | 0.070 | 80 | – |" in md
+    assert "| `triplet` | 1.800 | 1.500 | 0.900 | 80 | 12.5 |" in md
+    assert "| `full` | not run |" in md
+    assert "| `shuffled` | another document's | 2.200 | – | 0.080 |" in md
+    assert "| `oracle` | oracle (gold) triplets | not run |" in md
+    assert "| `spacy` | spaCy triplets | – | – | 0.400 |" in md
+    # strict 2/4 (lives in, is a); relaxed 3/4; 1 of 2 recalled facts stated before the recall
+    assert "| `spacy` | 2 | 4 | 4 | 0.500 | 0.500 | 0.500 | 0.750 | 0.750 | 0.750 | 0.500 |" in md
+    # gap 0.9 - 0.4; expected 0.9 * 0.5 + 0.1 * 0.5 = 0.5 -> explains 0.4 / 0.5 of the gap
+    assert "a gap of 0.500" in md and "would give 0.500" in md and "explain 80% of the gap" in md
+    assert "| 96-128 | 0.950 | 0.100 |" in md
+
+    con = connect(run, read_only=True)
+    got = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'spacy' "
+                           "AND ablation = 'vs_oracle'").fetchall())
+    con.close()
+    assert got["strict_f1"] == 0.5 and got["relaxed_r"] == 0.75 and got["recall_fact_coverage"] == 0.5
+    assert got["recall_acc_gap"] == pytest.approx(0.5)
+    assert got["gap_share_explained_by_extraction"] == pytest.approx(0.8)
+
+    build_report(parse_config(CONFIG), run)  # a rerun replaces the extraction rows
+    con = connect(run, read_only=True)
+    assert con.execute("SELECT count(*) FROM metrics WHERE variant = 'spacy' AND ablation = "
+                       "'vs_oracle' AND metric = 'strict_f1'").fetchall() == [(1,)]
+    con.close()
+
+
+def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
+    run = tmp_path / "empty"
+    run.mkdir()
+    connect(run).close()
+    result = build_report(parse_config(CONFIG), run)
+    md = (run / "report" / "report.md").read_text()
+    assert result["outputs"] == ["report/report.md"]
+    assert md.count("not run") == 4 + 5  # every variant and every triplet ablation
+    assert "nothing to score" in md and "No training logs" in md
+    assert not (run / "report" / "loss.png").exists()
+
+
+def test_report_without_a_warehouse_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the pipeline first"):
+        build_report(parse_config(CONFIG), tmp_path / "nothing")
