@@ -172,7 +172,7 @@ class ShardsConfig(Section):
     # Real text has no gold recall spans: an object counts as recalled when it was stated only in
     # text at least this many tokens back (see the shards stage for the heuristic).
     recall_min_object_chars: int = Field(3, ge=1)
-    workers: int | None = Field(None, ge=1)  # processes building shards; None = one per CPU core
+    workers: int | None = Field(None, ge=1)  # processes building shards; None = by CPU cores and shards
 
 
 # ---------------------------------------------------------------- model / train / evaluate
