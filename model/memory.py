@@ -2,11 +2,18 @@
 
 A window starting at token `s` sees the triplets stated in the evicted region (`token_pos <= s`),
 after the policy of DESIGN §4. `Memory` holds them as padded tensors, one row per window.
+
+    rows = memory_rows(doc_rows)                      # once per document (sorted, keys computed)
+    slots = build_window_memory(rows, window_start=128, slots=16)
+    memory = collate_memory([slots, ...], slots=16)   # a `Memory` batch
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
+import numpy as np
 import torch
 
 
@@ -33,3 +40,114 @@ class Memory:
     @property
     def slots(self) -> int:
         return self.mask.shape[1]
+
+
+# ---------------------------------------------------------------- the memory policy
+#
+# A document's memory rows are prepared once (`memory_rows`: keys computed, sorted by token_pos);
+# each window then takes the evicted prefix with a bisect and walks it newest-first until it has
+# `slots` survivors, so the per-window cost is O(rows scanned), not O(all rows).
+
+MAX_SURFACE_TOKENS = 16  # a surface form longer than this is cut (names are a few tokens)
+
+
+class MemoryRow(NamedTuple):
+    """One memory-shard row, with the keys the policy compares precomputed."""
+    token_pos: int
+    subject: tuple[int, ...]
+    relation: tuple[int, ...]
+    object: tuple[int, ...]
+    ids: tuple[int, int, int]
+    negated: bool
+    functional: bool
+    fact_key: tuple  # (subject, relation, object), by canonical id when known, else by tokens
+    upsert_key: tuple | None  # (subject, relation) of a positive functional triplet, else None
+
+
+class Slot(NamedTuple):
+    """One triplet in a window's memory."""
+    subject: tuple[int, ...]
+    relation: tuple[int, ...]
+    object: tuple[int, ...]
+    ids: tuple[int, int, int]
+    negated: bool
+    age: int
+
+
+def _part_key(canonical_id: int, tokens: tuple[int, ...]) -> object:
+    return canonical_id if canonical_id >= 0 else tokens
+
+
+def memory_row(row: Mapping[str, Any]) -> MemoryRow:
+    """A `MemoryRow` from a memory-shard row (a dict with the DESIGN §4 columns)."""
+    s, r, o = (tuple(row[f"{k}_tokens"]) for k in ("subject", "relation", "object"))
+    ids = (int(row["subject_id"]), int(row["relation_id"]), int(row["object_id"]))
+    sk, rk, ok = _part_key(ids[0], s), _part_key(ids[1], r), _part_key(ids[2], o)
+    negated, functional = bool(row["negated"]), bool(row["functional"])
+    return MemoryRow(int(row["token_pos"]), s, r, o, ids, negated, functional,
+                     fact_key=(sk, rk, ok),
+                     upsert_key=(sk, rk) if functional and not negated else None)
+
+
+def memory_rows(rows: Iterable[Mapping[str, Any]]) -> list[MemoryRow]:
+    """A document's rows, prepared for `build_window_memory` (stable sort by token_pos)."""
+    return sorted((memory_row(r) for r in rows), key=lambda r: r.token_pos)
+
+
+def build_window_memory(rows: Sequence[MemoryRow], window_start: int, slots: int) -> list[Slot]:
+    """The memory of the window starting at token `window_start` (DESIGN §4), oldest first.
+
+    `rows` come from `memory_rows` (sorted by token_pos). Only fully evicted triplets
+    (`token_pos <= window_start`) count. Walking newest-first:
+    - a fact (subject, relation, object) already kept is dropped: the newest statement of a fact
+      wins, with its polarity ("X lives in B" then "X does not live in B" keeps the negation);
+    - upsert: once a positive triplet of a functional relation is kept, older positive triplets
+      with the same (subject, relation) are dropped (the value was replaced). A negated triplet
+      states no value, so it neither replaces nor is replaced;
+    - the newest `slots` survivors are kept. Identity uses canonical ids where known (>= 0),
+      else the token ids of the surface form.
+    """
+    if slots <= 0:
+        return []
+    end = bisect_right(rows, window_start, key=lambda r: r.token_pos)
+    kept: list[Slot] = []
+    seen_facts: set[tuple] = set()
+    seen_upserts: set[tuple] = set()
+    for row in reversed(rows[:end]):
+        if row.fact_key in seen_facts or (row.upsert_key is not None and row.upsert_key in seen_upserts):
+            continue
+        seen_facts.add(row.fact_key)
+        if row.upsert_key is not None:
+            seen_upserts.add(row.upsert_key)
+        kept.append(Slot(row.subject, row.relation, row.object, row.ids, row.negated,
+                         window_start - row.token_pos))
+        if len(kept) == slots:
+            break
+    kept.reverse()
+    return kept
+
+
+def collate_memory(windows: Sequence[Sequence[Slot]], slots: int,
+                   max_surface_len: int = MAX_SURFACE_TOKENS) -> Memory:
+    """Pad the slot lists of B windows into one `Memory` of shape [B, slots, max_surface_len]."""
+    batch = len(windows)
+    surface = np.full((3, batch, slots, max_surface_len), -1, dtype=np.int64)
+    ids = np.full((batch, slots, 3), -1, dtype=np.int64)
+    negated = np.zeros((batch, slots), dtype=bool)
+    age = np.zeros((batch, slots), dtype=np.int64)
+    mask = np.zeros((batch, slots), dtype=bool)
+    for b, window in enumerate(windows):
+        if len(window) > slots:
+            raise ValueError(f"window {b} has {len(window)} slots but memory holds {slots}")
+        for m, slot in enumerate(window):
+            for part, tokens in enumerate((slot.subject, slot.relation, slot.object)):
+                tokens = tokens[:max_surface_len]
+                surface[part, b, m, :len(tokens)] = tokens
+            ids[b, m] = slot.ids
+            negated[b, m] = slot.negated
+            age[b, m] = slot.age
+            mask[b, m] = True
+    subject, relation, obj = (torch.from_numpy(s) for s in surface)
+    return Memory(subject=subject, relation=relation, object=obj, ids=torch.from_numpy(ids),
+                  negated=torch.from_numpy(negated), age=torch.from_numpy(age),
+                  mask=torch.from_numpy(mask))
