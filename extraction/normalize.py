@@ -74,11 +74,16 @@ _SILENT_E_ENDINGS = {"ar", "ib", "id", "in", "ir", "ok", "ol", "om", "or", "ot",
 
 # Relation synonyms applied after normalization (keys and values are normalized forms). Keep it
 # small and explicit: each entry says that two phrasings state the same single fact.
-#   "move to X" -> the subject now lives in X (the synthetic corpus states updates this way).
+# Updates say that a relation now holds ("moved to X": the subject lives in X now), which is how
+# the synthetic corpus states a new value of a functional relation.
 RELATION_SYNONYMS: dict[str, str] = {
     "move to": "live in",
     "relocate to": "live in",
     "reside in": "live in",
+    "start work at": "work at",
+    "begin work at": "work at",
+    "become a": "be a",
+    "become an": "be an",
     "employ by": "work for",
 }
 
