@@ -12,9 +12,10 @@ Input: the JSON list described in ../shared/data/README.md (`title`, `sents` as 
   P-id without it. Subject and object are the surfaces, as they appear in the text, of the head's
   and tail's mentions in the stating sentence: the first evidence sentence that mentions both, or
   else the mentions nearest to (and preferably before the end of) the evidence; labels without
-  evidence (Re-DocRED has many) use the first mentions. The char span runs from the first to the
-  last sentence among the evidence and the chosen mentions' sentences, so the triplet enters
-  memory only after everything that states it.
+  evidence (Re-DocRED has many) use the first mentions. The char span is that one sentence when
+  an evidence sentence mentions both; else it runs from the first to the last sentence among the
+  evidence and the chosen mentions' sentences, so the triplet enters memory only after everything
+  that states it.
 There are no gold recall spans (`recalls` is None): the shards stage uses its real-text heuristic.
 
     .venv/bin/python -m corpora.redocred ../shared/data/redocred_dev.json --limit 1

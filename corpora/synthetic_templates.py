@@ -75,8 +75,8 @@ FILLER_OPENERS = ["Later", "That morning", "That evening", "Soon", "Meanwhile", 
                   "Slowly", "Before long", "Now and then", "That winter", "Every year"]
 
 FILLER_CLAUSES = [
-    "it rained", "the wind rose", "the wind died down", "nobody said much", "nothing much happened",
-    "the days grew shorter", "time passed slowly", "snow fell overnight", "the trains ran late",
+    "it rained", "the wind rose", "the wind died down", "nobody spoke", "nothing much happened",
+    "the days grew shorter", "the hours passed slowly", "fresh snow fell overnight", "the trains ran late",
     "the streets stayed quiet", "the river rose", "the lights flickered", "the fog lifted slowly",
     "the market closed early", "the clocks ticked on", "the rain stopped", "the sky cleared",
     "the evenings got longer", "everyone waited", "a dog barked somewhere", "the bells rang",

@@ -1,0 +1,123 @@
+"""Corpus sources on real files: FineWeb's stream code on a local parquet, parquet, Re-DocRED."""
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasets import load_dataset
+
+import corpora.fineweb as fineweb
+from configs.schema import FinewebSource, ParquetSource, RedocredSource, parse_config
+from corpora.ingest import run_ingest
+from corpora.records import CorpusError
+from corpora.redocred import detokenize, redocred_records, title_doc_id
+from corpora.parquet_source import parquet_records
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+NO_ORACLE = {"extract": {"backends": ["spacy"]}, "train": {"memory_source": "spacy"},
+             "evaluate": {"ablations": ["no_memory"]}}
+
+
+@pytest.fixture
+def fineweb_like(tmp_path) -> Path:
+    """A local parquet file with FineWeb's columns."""
+    path = tmp_path / "fineweb.parquet"
+    pq.write_table(pa.table({
+        "text": [f"Document number {i} about soil." if i != 3 else "" for i in range(10)],
+        "id": [f"<urn:uuid:{i:04d}>" for i in range(10)],
+        "url": [f"https://example.org/{i}" for i in range(10)],
+        "score": [3.1] * 10}), path)
+    return path
+
+
+def test_fineweb_rows_from_a_streaming_dataset_become_records(fineweb_like):
+    stream = load_dataset("parquet", data_files=str(fineweb_like), split="train", streaming=True)
+    records = list(fineweb.records_from_rows(stream, num_docs=4))
+    assert [r.doc_id for r in records] == [f"<urn:uuid:{i:04d}>" for i in range(4)]
+    assert records[1].url == "https://example.org/1" and records[1].source == "fineweb"
+    assert records[2].text == "Document number 2 about soil." and records[3].text == ""
+
+
+def test_fineweb_ingest_streams_num_docs_shard_by_shard(fineweb_like, tmp_path, monkeypatch):
+    # The hub is out of reach here: the same stream code runs on the local parquet file.
+    monkeypatch.setattr(fineweb, "open_stream", lambda dataset, name: load_dataset(
+        "parquet", data_files=str(fineweb_like), split="train", streaming=True))
+    cfg = parse_config({"name": "t", **NO_ORACLE, "ingest": {
+        "source": "fineweb", "docs_per_shard": 3, "fineweb": {"num_docs": 8}}})
+    result = run_ingest(cfg, tmp_path / "run")
+    assert result["rows"]["documents"] == 7 and result["rows"]["shards"] == 3
+    assert result["counters"]["empty_doc"] == 1
+
+
+def test_fineweb_without_the_hub_fails_with_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CorpusError, match="cannot stream HuggingFaceFW/fineweb-edu .*HF_HUB_OFFLINE"):
+        list(fineweb.fineweb_records(FinewebSource(num_docs=1)))
+
+
+def test_parquet_ids_are_stable_hashes_when_there_is_no_id_column(tmp_path):
+    for name in ("a.parquet", "b.parquet"):
+        pq.write_table(pa.table({"body": ["one", "two", "one"]}), tmp_path / name)
+    cfg = ParquetSource(paths=[str(tmp_path / "*.parquet")], text_column="body")
+    first = [(r.doc_id, r.text) for r in parquet_records(cfg)]
+    assert [(r.doc_id, r.text) for r in parquet_records(cfg)] == first
+    assert len({i for i, _ in first}) == 6  # file name + row: equal texts keep their own ids
+    assert [t for _, t in first] == [b"one", b"two", b"one"] * 2  # raw bytes, decoded by ingest
+
+
+def test_parquet_missing_text_column_names_the_fix(tmp_path):
+    pq.write_table(pa.table({"content": ["x"]}), tmp_path / "c.parquet")
+    cfg = ParquetSource(paths=[str(tmp_path / "c.parquet")])
+    with pytest.raises(CorpusError, match="no column 'text'.*text_column"):
+        list(parquet_records(cfg))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(CorpusError, match="bad.parquet: not a readable parquet file"):
+        list(parquet_records(ParquetSource(paths=[str(tmp_path / "bad.parquet")])))
+
+
+def test_detokenize_keeps_exact_token_spans():
+    sents = [["Wilfried", '"', "Willi", '"', "Schneider", "(", "born", "1963", "in", "Mediaș", ",",
+              "Transylvania", ")", "is", "a", "free", "-", "to", "-", "air", "racer", "."],
+             ["He", "won", "the", "men", "'s", "event", "\xa0", "."]]
+    text, spans = detokenize(sents)
+    assert text == ('Wilfried "Willi" Schneider (born 1963 in Mediaș, Transylvania) is a '
+                    "free-to-air racer. He won the men's event.")
+    for sent, sent_spans in zip(sents, spans):
+        for token, (s, e) in zip(sent, sent_spans):
+            assert text[s:e] == token.strip()
+
+
+def test_title_doc_ids_are_sanitized_and_unique():
+    taken: set[str] = set()
+    assert title_doc_id("Willi Schneider (skeleton racer)", taken) == "redocred-willi-schneider-skeleton-racer"
+    assert title_doc_id("Mediaș", taken) == "redocred-medias"
+    assert title_doc_id("Medias", taken) == "redocred-medias-2"
+    assert title_doc_id("???", taken) == "redocred-untitled"
+
+
+def test_redocred_gold_uses_mentions_in_the_stating_sentences():
+    docs = json.loads((SHARED_DATA / "redocred_dev.json").read_text())[:30]
+    records = list(redocred_records(RedocredSource(path=SHARED_DATA / "redocred_dev.json", limit=30)))
+    assert [len(r.gold) for r in records] == [len(d["labels"]) for d in docs]
+    assert len({r.doc_id for r in records}) == 30 and records[0].recalls is None
+    for rec, doc in zip(records, docs):
+        _, spans = detokenize(doc["sents"])
+        starts = [s[0][0] for s in spans]
+        for t, label in zip(rec.gold, doc["labels"]):
+            assert t.relation == label["r"]  # no rel_info: the P-id
+            span = rec.text[t.char_start:t.char_end]
+            assert t.subject in span and t.object in span
+            covered = [sent for sent in label["evidence"] if t.char_start <= starts[sent] < t.char_end]
+            if label["evidence"]:  # one evidence sentence stating both, or all of them
+                assert len(covered) == 1 or covered == label["evidence"]
+
+
+def test_malformed_redocred_file_fails_with_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"title": "x", "sents": [["a"]]}]')
+    with pytest.raises(CorpusError, match="document 0 is not in DocRED format"):
+        list(redocred_records(RedocredSource(path=bad)))
+    bad.write_text("{not json")
+    with pytest.raises(CorpusError, match="bad.json: cannot read"):
+        list(redocred_records(RedocredSource(path=bad)))
