@@ -1,0 +1,248 @@
+"""GPT with read-only triplet memory (DESIGN §4), in the spirit of nanochat's gpt.py.
+
+    from model.gpt import GPT, GPTConfig
+    model = GPT(GPTConfig.from_model_config(run_config.model, vocab_size=tok.vocab_size))
+    logits = model(idx)                               # [B, T, vocab]
+    loss = model(idx, targets, memory=memory)         # mean next-token loss on the window
+    nats = model(idx, targets, memory, loss_reduction="none")   # [B, T] per-token loss (0 = ignored)
+
+Parameter-free RMSNorm, rotary (base 100000), QK-norm (then x1.2), ReLU^2 MLP 4x, untied head,
+vocab padded to a multiple of 64, logits soft-capped 15*tanh(x/15) in fp32, cross-entropy with
+ignore index -1. Output projections start at zero, lm_head at std 0.001.
+
+With `memory`, each triplet becomes one vector (TripletEncoder) placed before the window; the
+residual stream is [m_1..m_M | t_1..t_T] and attention follows model/attention.py's rule. Logits
+and loss are computed on token positions only. `memory=None` is exactly a plain GPT, and memory
+whose slots are all invalid gives the same logits (tokens then see nothing extra).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from model import attention
+from model.attention import BACKENDS, FLASH_MAX_HEAD_DIM, MEMORY_ROPE, AttentionPlan
+from model.memory import Memory
+from model.triplet_encoder import TripletEncoder
+
+TRIPLET_ENCODERS: tuple[str, ...] = ("tokens", "vocab")
+HEAD_DIM = 128  # the depth dial's head width (nanochat)
+QK_SCALE = 1.2  # q and k after QK-norm (nanochat)
+
+
+class GPTConfigError(ValueError):
+    """An invalid model configuration; the message says how to fix it."""
+
+
+@dataclass(kw_only=True)
+class GPTConfig:
+    vocab_size: int
+    n_layer: int = 12
+    n_head: int = 6
+    n_embd: int = 768
+    sequence_len: int = 2048     # the window T (longer inputs are fine: rotary tables grow)
+    memory_slots: int = 16       # M; 0 builds no TripletEncoder (a plain GPT)
+    attn_backend: str = "auto"
+    triplet_encoder: str = "tokens"
+    memory_rope: str = "unrotated"
+    id_buckets: int = 4096       # `vocab` encoder: hashed rows per table
+    max_surface_len: int = 16    # `tokens` encoder: tokens kept per subject/relation/object
+    age_buckets: int = 16        # log2 buckets of tokens-ago
+    softcap: float = 15.0
+    rope_base: float = 100000.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "sequence_len", "id_buckets",
+                     "max_surface_len", "age_buckets"):
+            if getattr(self, name) < 1:
+                raise GPTConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.memory_slots < 0:
+            raise GPTConfigError(f"memory_slots must be >= 0, got {self.memory_slots}")
+        choices = {"attn_backend": BACKENDS, "triplet_encoder": TRIPLET_ENCODERS,
+                   "memory_rope": MEMORY_ROPE}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise GPTConfigError(
+                    f"{name} is {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.n_embd % self.n_head:
+            divisors = [h for h in range(1, self.n_head + 1) if self.n_embd % h == 0]
+            raise GPTConfigError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): set n_head "
+                f"to a divisor of n_embd, e.g. {divisors[-1]}")
+        if self.head_dim % 2:
+            raise GPTConfigError(
+                f"head_dim = n_embd / n_head = {self.head_dim} must be even for rotary embeddings: "
+                "change n_embd or n_head")
+        if self.attn_backend == "flash":
+            if not attention.flash_kernel_installed():
+                raise GPTConfigError(
+                    "attn_backend 'flash' needs flash-attn: pip install -e '.[gpu]' "
+                    "(or set attn_backend: auto)")
+            width = 2 * self.head_dim if self.memory_rope == "unrotated" else self.head_dim
+            if width > FLASH_MAX_HEAD_DIM:
+                raise GPTConfigError(
+                    f"attn_backend 'flash' with memory_rope {self.memory_rope!r} attends over "
+                    f"{width} dims per head, flash-attn's limit is {FLASH_MAX_HEAD_DIM}: use more "
+                    "heads, memory_rope: fixed, or attn_backend: flex")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return -(-self.vocab_size // 64) * 64
+
+    @classmethod
+    def from_model_config(cls, model, vocab_size: int) -> "GPTConfig":
+        """From the run config's `model` section (configs/schema.py ModelConfig).
+
+        Width follows depth (depth * 64 rounded up to 128, heads of 128) unless n_embd / n_head
+        are given, as tiny CPU models do.
+        """
+        n_embd = model.n_embd or -(-model.depth * 64 // 128) * 128
+        n_head = model.n_head or max(1, n_embd // HEAD_DIM)
+        return cls(vocab_size=vocab_size, n_layer=model.depth, n_head=n_head, n_embd=n_embd,
+                   sequence_len=model.sequence_len, memory_slots=model.memory_slots,
+                   attn_backend=model.attn_backend, triplet_encoder=model.triplet_encoder,
+                   memory_rope=model.memory_rope, id_buckets=model.id_buckets)
+
+
+def norm(x: Tensor) -> Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        C = config.n_embd
+        self.c_q = nn.Linear(C, C, bias=False)
+        self.c_k = nn.Linear(C, C, bias=False)
+        self.c_v = nn.Linear(C, C, bias=False)
+        self.c_proj = nn.Linear(C, C, bias=False)
+
+    def forward(self, x: Tensor, plan: AttentionPlan) -> Tensor:
+        B, S, C = x.shape
+        shape = (B, S, self.n_head, self.head_dim)
+        q = norm(self.c_q(x).view(shape)) * QK_SCALE
+        k = norm(self.c_k(x).view(shape)) * QK_SCALE
+        v = self.c_v(x).view(shape)
+        y = attention.attend(q, k, v, plan)
+        return self.c_proj(y.reshape(B, S, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(F.relu(self.c_fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.attn = CausalSelfAttention(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, plan: AttentionPlan) -> Tensor:
+        x = x + self.attn(norm(x), plan)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        self.triplet_encoder = TripletEncoder(config) if config.memory_slots > 0 else None
+        half = config.head_dim // 2
+        inv_freq = config.rope_base ** (-torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """nanochat's init: embeddings N(0, 1), inputs uniform(+-sqrt(3/C)), outputs zero."""
+        nn.init.normal_(self.wte.weight, std=1.0)
+        nn.init.normal_(self.lm_head.weight, std=0.001)
+        bound = 3 ** 0.5 * self.config.n_embd ** -0.5
+        for block in self.blocks:
+            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
+                nn.init.uniform_(lin.weight, -bound, bound)
+            nn.init.zeros_(block.attn.c_proj.weight)
+            nn.init.zeros_(block.mlp.c_proj.weight)
+        if self.triplet_encoder is not None:
+            self.triplet_encoder.init_weights()
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimizer role: 'matrix' (hidden 2-D weights: Muon); 'embedding',
+        'head', 'memory' (TripletEncoder tables and gates) and 'scalar' (none today): AdamW."""
+        vectors = [] if self.triplet_encoder is None else self.triplet_encoder.vector_parameters()
+        vector_ids = {id(p) for p in vectors}
+        matrices = [p for p in self.blocks.parameters()]
+        if self.triplet_encoder is not None:
+            matrices += [p for p in self.triplet_encoder.parameters() if id(p) not in vector_ids]
+        groups = {"matrix": matrices, "embedding": [self.wte.weight], "head": [self.lm_head.weight],
+                  "memory": vectors, "scalar": []}
+        assert sum(len(g) for g in groups.values()) == len(list(self.parameters()))
+        return groups
+
+    def estimate_flops_per_token(self, context_len: int | None = None) -> float:
+        """Training FLOPs per processed position (memory slots count as positions): 6 x the
+        non-embedding weights + 12 * layers * width * context (attention, as nanochat counts it).
+        context_len defaults to sequence_len + memory_slots; the TripletEncoder is not counted."""
+        skip = {id(self.wte.weight)}
+        if self.triplet_encoder is not None:
+            skip |= {id(p) for p in self.triplet_encoder.parameters()}
+        n = sum(p.numel() for p in self.parameters() if id(p) not in skip)
+        cfg = self.config
+        context = context_len if context_len is not None else cfg.sequence_len + cfg.memory_slots
+        return 6 * n + 12 * cfg.n_layer * cfg.n_embd * context
+
+    def rotary_tables(self, T: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """cos/sin for token positions 0..T-1 and for memory's fixed position -1."""
+        positions = torch.arange(-1, T, dtype=torch.float32, device=self.inv_freq.device)
+        angles = torch.outer(positions, self.inv_freq)
+        cos, sin = angles.cos(), angles.sin()
+        return cos[1:], sin[1:], cos[:1], sin[:1]
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None, memory: Memory | None = None,
+                loss_reduction: str = "mean") -> Tensor:
+        """Logits [B, T, vocab] without targets; with targets the loss ('mean', 'sum', or 'none'
+        for per-token nats [B, T], 0 where the target is -1)."""
+        B, T = idx.shape
+        x = self.wte(idx)
+        valid = None
+        if memory is not None and memory.slots > 0:
+            if self.triplet_encoder is None:
+                raise ValueError("memory was given but the model has memory_slots=0: build it with "
+                                 "memory_slots > 0, or pass memory=None")
+            if memory.mask.shape[0] != B:
+                raise ValueError(f"memory batch {memory.mask.shape[0]} != token batch {B}")
+            slots = self.triplet_encoder(memory, self.wte).to(x.dtype)
+            x = torch.cat([slots, x], dim=1)
+            valid = memory.mask.bool()
+        cos, sin, memory_cos, memory_sin = self.rotary_tables(T)
+        plan = attention.build_plan(self.config.attn_backend, self.config.memory_rope, valid,
+                                    cos, sin, memory_cos, memory_sin, batch_size=B)
+        for block in self.blocks:
+            x = block(x, plan)
+        x = norm(x[:, x.shape[1] - T:])
+        logits = self.lm_head(x)[..., : self.config.vocab_size].float()
+        cap = self.config.softcap
+        logits = cap * torch.tanh(logits / cap)
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-1, reduction=loss_reduction)
+        return loss.view(B, T) if loss_reduction == "none" else loss
