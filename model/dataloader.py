@@ -1,0 +1,243 @@
+"""Windows of the training shards, with each variant's context: memory slots or earlier raw tokens.
+
+Reads the parallel `tokens` and `memory` shards of a run (DESIGN §4). Every document is cut into
+windows of T tokens starting at s = 0, T, 2T, ...; a window's inputs are tokens [s, s+T) and its
+targets tokens [s+1, s+T+1), so every document token after `<|bos|>` is a target exactly once.
+The variants differ only in what comes before the window (targets there are -1, no loss):
+
+    window   nothing
+    triplet  the window's memory (`Batch.memory`, built by the memory policy from evicted rows)
+    raw      the M raw tokens just before the window
+    full     all earlier raw tokens of the document, at most `full_context_cap`
+
+Sequences are right-padded to the longest in the batch (inputs 0, targets -1), which causal
+attention never looks at. A batch also carries the recall-token mask of its targets and the window
+starts. Each rank holds the documents `i % world_size == rank` of the split (disjoint), and
+`WindowLoader` streams its windows forever in an order shuffled by (seed, epoch, rank); its
+`state_dict()` goes into the checkpoint so a resumed run sees exactly the batches it would have.
+
+    docs = load_documents(Path("runs/tiny"), "train", memory_source="oracle", rank=0, world_size=1)
+    loader = WindowLoader(docs, WindowSpec("triplet", 64, 16, 1024), batch_size=16, seed=1337)
+    batch = next(loader)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from model.memory import Memory, MemoryRow, build_window_memory, collate_memory, memory_rows
+from warehouse.shards import list_shards, shard_index, shard_path
+
+TOKEN_COLUMNS = ["doc_id", "split", "tokens", "recall", "recall_spans"]
+
+
+@dataclass
+class Document:
+    """One document of a split: its tokens, recall annotations and memory rows."""
+    doc_id: str
+    tokens: np.ndarray  # int64 [n], <|bos|> first
+    recall: np.ndarray  # bool [n], True at recall tokens
+    recall_spans: list[tuple[int, int, int]]  # (start, end, stated_pos) token ranges
+    memory: list[MemoryRow]  # sorted by token_pos (model.memory.memory_rows)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """What one training sequence holds: the variant, the window T, M and the `full` cap."""
+    variant: str
+    window_len: int
+    memory_slots: int
+    full_context_cap: int
+
+    def prefix_len(self, window_start: int) -> int:
+        """Raw tokens placed before the window starting at `window_start`."""
+        if self.variant == "raw":
+            return min(self.memory_slots, window_start)
+        if self.variant == "full":
+            return min(self.full_context_cap, window_start)
+        return 0
+
+    @property
+    def context_len(self) -> int:
+        """The longest token sequence this variant feeds the model (its rotary length)."""
+        extra = {"raw": self.memory_slots, "full": self.full_context_cap}.get(self.variant, 0)
+        return self.window_len + extra
+
+    @property
+    def uses_memory(self) -> bool:
+        return self.variant == "triplet" and self.memory_slots > 0
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # [B, L] token ids (0 at padding)
+    targets: torch.Tensor  # [B, L] next tokens on the window, -1 elsewhere
+    recall: torch.Tensor  # [B, L] True where the target is a recall token
+    memory: Memory | None  # the triplet variant's memory, else None
+    window_start: torch.Tensor  # [B] document index of each window's first token
+    prefix_len: torch.Tensor  # [B] raw tokens before the window
+    doc_index: torch.Tensor  # [B] index into the loader's documents
+
+    def to(self, device: torch.device | str) -> "Batch":
+        moved = {k: v.to(device, non_blocking=True) for k, v in self.__dict__.items()
+                 if isinstance(v, torch.Tensor)}
+        return Batch(memory=None if self.memory is None else self.memory.to(device), **moved)
+
+    @property
+    def window_tokens(self) -> int:
+        """Target positions of the windows (the same count for every variant)."""
+        return int((self.targets >= 0).sum())
+
+
+def source_matches(sources: pa.Array, memory_source: str) -> pa.Array:
+    """Rows whose extractor is `memory_source` ('vllm' matches 'vllm:<model>')."""
+    return pc.or_(pc.equal(sources, memory_source), pc.starts_with(sources, memory_source + ":"))
+
+
+def _read(path: Path, columns: list[str] | None, stage: str) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path}: unreadable shard ({str(err).splitlines()[0]}); delete it and "
+                         f"rerun the {stage} stage") from None
+
+
+def load_documents(run_dir: Path, split: str, memory_source: str | None,
+                   rank: int = 0, world_size: int = 1) -> list[Document]:
+    """This rank's documents of `split` (every `world_size`-th, starting at `rank`), in shard order.
+
+    `memory_source` picks the extractor whose memory rows are attached (None: no memory rows).
+    """
+    token_shards = list_shards(run_dir, "tokens")
+    if not token_shards:
+        raise FileNotFoundError(f"{Path(run_dir) / 'tokens'}: no tokens shards (run the shards stage first)")
+    docs: list[Document] = []
+    seen = 0  # documents of the split so far, over all ranks
+    for path in token_shards:
+        table = _read(path, TOKEN_COLUMNS, "shards")
+        table = table.filter(pc.equal(table.column("split"), split))
+        mine = [i for i in range(table.num_rows) if (seen + i) % world_size == rank]
+        seen += table.num_rows
+        if not mine:
+            continue
+        table = table.take(mine)
+        memory = _read_memory(run_dir, shard_index(path), table.column("doc_id"), memory_source)
+        for doc in table.to_pylist():
+            tokens = np.asarray(doc["tokens"], dtype=np.int64)
+            recall = np.zeros(len(tokens), dtype=bool)
+            recall[np.asarray(doc["recall"], dtype=np.int64)] = True
+            spans = [(s["start"], s["end"], s["stated_pos"]) for s in doc["recall_spans"]]
+            docs.append(Document(doc["doc_id"], tokens, recall, spans,
+                                 memory_rows(memory.get(doc["doc_id"], ()))))
+    return docs
+
+
+def _read_memory(run_dir: Path, index: int, doc_ids: pa.ChunkedArray,
+                 memory_source: str | None) -> dict[str, list[dict[str, Any]]]:
+    if memory_source is None:
+        return {}
+    path = shard_path(run_dir, "memory", index)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: memory shard missing beside its tokens shard "
+                                "(rerun the shards stage)")
+    table = _read(path, None, "shards")
+    table = table.filter(pc.and_(source_matches(table.column("source"), memory_source),
+                                 pc.is_in(table.column("doc_id"), value_set=doc_ids.combine_chunks())))
+    by_doc: dict[str, list[dict[str, Any]]] = {}
+    for row in table.to_pylist():
+        by_doc.setdefault(row["doc_id"], []).append(row)
+    return by_doc
+
+
+def document_windows(docs: Sequence[Document], window_len: int) -> np.ndarray:
+    """(doc_index, window_start) of every window, in document order: int64 [N, 2]."""
+    pairs = [(d, s) for d, doc in enumerate(docs) for s in range(0, len(doc.tokens) - 1, window_len)]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def make_batch(docs: Sequence[Document], windows: np.ndarray, spec: WindowSpec) -> Batch:
+    """The batch of the given (doc_index, window_start) pairs."""
+    rows, slot_lists, prefixes = [], [], []
+    for d, s in windows.tolist():
+        doc = docs[d]
+        p = spec.prefix_len(s)
+        end = min(s + spec.window_len, len(doc.tokens) - 1)
+        inputs = doc.tokens[s - p:end]
+        targets = np.concatenate([np.full(p, -1, dtype=np.int64), doc.tokens[s + 1:end + 1]])
+        recall = np.concatenate([np.zeros(p, dtype=bool), doc.recall[s + 1:end + 1]])
+        rows.append((inputs, targets, recall))
+        prefixes.append(p)
+        if spec.uses_memory:
+            slot_lists.append(build_window_memory(doc.memory, s, spec.memory_slots))
+    length = max(len(r[0]) for r in rows)
+    inputs = np.zeros((len(rows), length), dtype=np.int64)
+    targets = np.full((len(rows), length), -1, dtype=np.int64)
+    recall = np.zeros((len(rows), length), dtype=bool)
+    for b, (x, y, r) in enumerate(rows):
+        inputs[b, :len(x)], targets[b, :len(y)], recall[b, :len(r)] = x, y, r
+    return Batch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets),
+                 recall=torch.from_numpy(recall),
+                 memory=collate_memory(slot_lists, spec.memory_slots) if spec.uses_memory else None,
+                 window_start=torch.from_numpy(windows[:, 1].copy()),
+                 prefix_len=torch.tensor(prefixes, dtype=torch.long),
+                 doc_index=torch.from_numpy(windows[:, 0].copy()))
+
+
+class WindowLoader:
+    """An endless stream of shuffled batches over one rank's documents, resumable exactly."""
+
+    def __init__(self, docs: Sequence[Document], spec: WindowSpec, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        self.docs, self.spec, self.batch_size = docs, spec, batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.windows = document_windows(docs, spec.window_len)
+        if len(self.windows) == 0:
+            raise ValueError(f"rank {rank} of {world_size} has no windows: too few documents in the "
+                             "split for this many processes (lower nproc_per_node or add documents)")
+        self.epoch, self.position = 0, 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch, self.rank]).permutation(len(self.windows))
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        picked = []
+        for _ in range(self.batch_size):
+            if self.position == len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._epoch_order()
+            picked.append(self._order[self.position])
+            self.position += 1
+        return make_batch(self.docs, self.windows[picked], self.spec)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
+                "rank": self.rank, "world_size": self.world_size, "windows": len(self.windows)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        mine = self.state_dict()
+        for key in ("seed", "rank", "world_size", "windows"):
+            if state[key] != mine[key]:
+                raise ValueError(f"loader state was saved with {key}={state[key]} but this run has "
+                                 f"{key}={mine[key]}; resume with the same settings and shards")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._epoch_order()
+
+
+def measure_tokens_per_second(loader: WindowLoader, batches: int) -> float:
+    """Window tokens per second the loader produces on its own (for BENCHMARKS.md)."""
+    start, tokens = time.perf_counter(), 0
+    for _ in range(batches):
+        tokens += next(loader).window_tokens
+    return tokens / (time.perf_counter() - start)
