@@ -23,9 +23,15 @@ def _spacy(cfg: ExtractConfig) -> Backend:
     return SpacyBackend(cfg.spacy, cfg.coref)
 
 
+def _vllm(cfg: ExtractConfig) -> Backend:
+    from extraction.vllm_backend import VllmBackend
+    return VllmBackend(cfg.vllm)
+
+
 BACKENDS: dict[str, Callable[[ExtractConfig], Backend]] = {
     "oracle": _oracle,
     "spacy": _spacy,
+    "vllm": _vllm,
 }
 
 
