@@ -59,6 +59,8 @@ class SyntheticSource(Section):
     def _distance_order(self) -> "SyntheticSource":
         if self.min_distance > self.max_distance:
             raise ValueError("min_distance must be <= max_distance")
+        if self.max_distance < 8:  # the recall sentence's lead-in ("Even then, Mara Quell was a") counts
+            raise ValueError("max_distance must be at least 8 (words before the recalled value count)")
         return self
 
 
