@@ -198,8 +198,8 @@ import sys
 from pathlib import Path
 from configs.schema import parse_config
 from corpora.ingest import run_ingest
-cfg = parse_config({"name": "t", "ingest": {"source": "synthetic", "docs_per_shard": 40,
-                    "synthetic": {"num_docs": 4000, "min_distance": 30, "max_distance": 60}}})
+cfg = parse_config({"name": "t", "ingest": {"source": "synthetic", "docs_per_shard": 20,
+                    "synthetic": {"num_docs": 2000, "min_distance": 30, "max_distance": 60}}})
 run_ingest(cfg, Path(sys.argv[1]))
 """
 
@@ -220,7 +220,7 @@ def test_sigkill_during_ingest_then_rerun_gives_the_uninterrupted_result(tmp_pat
     for run in (killed, clean):
         subprocess.run([sys.executable, "-c", _KILLABLE, str(run)], cwd=repo, check=True)
     resumed, uninterrupted = documents(killed), documents(clean)
-    assert len(resumed) == 4000 and len({r[0] for r in resumed}) == 4000
+    assert len(resumed) == 2000 and len({r[0] for r in resumed}) == 2000
     assert resumed == uninterrupted
     for kind in ("gold", "recall"):
         assert [pq.read_table(p).to_pylist() for p in list_shards(killed, kind)] == \
