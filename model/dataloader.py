@@ -33,7 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from model.memory import Memory, MemoryRow, build_window_memory, collate_memory, memory_rows
+from model.memory import (MAX_SURFACE_TOKENS, Memory, MemoryRow, build_window_memory,
+                          collate_memory, memory_rows)
 from warehouse.shards import list_shards, shard_index, shard_path
 
 TOKEN_COLUMNS = ["doc_id", "split", "tokens", "recall", "recall_spans"]
@@ -56,6 +57,7 @@ class WindowSpec:
     window_len: int
     memory_slots: int
     full_context_cap: int
+    surface_len: int = MAX_SURFACE_TOKENS  # tokens kept per subject / relation / object
 
     def prefix_len(self, window_start: int) -> int:
         """Raw tokens placed before the window starting at `window_start`."""
@@ -185,7 +187,7 @@ def make_batch(docs: Sequence[Document], windows: np.ndarray, spec: WindowSpec) 
         inputs[b, :len(x)], targets[b, :len(y)], recall[b, :len(r)] = x, y, r
     return Batch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets),
                  recall=torch.from_numpy(recall),
-                 memory=collate_memory(slot_lists, spec.memory_slots) if spec.uses_memory else None,
+                 memory=collate_memory(slot_lists, spec.memory_slots, spec.surface_len) if spec.uses_memory else None,
                  window_start=torch.from_numpy(windows[:, 1].copy()),
                  prefix_len=torch.tensor(prefixes, dtype=torch.long),
                  doc_index=torch.from_numpy(windows[:, 0].copy()))

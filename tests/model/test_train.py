@@ -1,0 +1,77 @@
+"""Training under real torchrun (2 processes, gloo on CPU): checkpoints, and an exact resume."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model.checkpoint import latest_checkpoint, load_checkpoint
+from model.optim import lr_multiplier
+from model.train import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def torchrun(config, runs, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "model.train", "--config", str(config), "--runs-dir", str(runs),
+           "--variant", "triplet", *extra]
+    env = {**os.environ, "PYTHONPATH": REPO, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def losses(log):
+    return [(r["step"], r["loss"]) for r in map(json.loads, log.read_text().splitlines())]
+
+
+def test_two_process_run_checkpoints_and_resumes_exactly(toy_run):
+    config, runs = toy_run(num_docs=60)
+    run_dir = runs / "toy"
+    log = run_dir / "train" / "triplet.jsonl"
+    out = torchrun(config, runs)
+    assert [line.split(" |")[0] for line in out.splitlines() if line.startswith("step")] == [
+        f"step {k}/8" for k in range(1, 9)]  # one line per step, from rank 0 only
+    uninterrupted = losses(log)
+    assert [s for s, _ in uninterrupted] == list(range(1, 9))
+    assert uninterrupted[-1][1] < uninterrupted[0][1]  # it learns
+
+    folder = run_dir / "checkpoints" / "triplet"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_000004", "step_000008"]
+    ckpt = load_checkpoint(latest_checkpoint(folder))  # safetensors + weights_only loads
+    assert ckpt.step == 8 and ckpt.meta["variant"] == "triplet"
+    assert ckpt.meta["config"]["name"] == "toy" and ckpt.meta["model_config"]["memory_slots"] == 4
+    assert [s["rank"] for s in ckpt.loader_states] == [0, 1] and len(ckpt.rng_states) == 2
+    assert all(torch.isfinite(w).all() for w in ckpt.weights.values())
+
+    shutil.rmtree(folder)
+    torchrun(config, runs, "--steps", "5")
+    assert [s for s, _ in losses(log)] == [1, 2, 3, 4, 5]
+    out = torchrun(config, runs, "--resume")
+    assert "resuming triplet from" in out and "step 5/8" not in out
+    assert losses(log) == uninterrupted  # every later step has exactly the same loss
+
+
+def test_bad_input_exits_with_one_line(toy_run, tmp_path, capsys):
+    config, runs = toy_run(num_docs=10)
+    shutil.rmtree(runs / "toy" / "tokens")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--runs-dir", str(runs), "--variant", "window"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "run the shards stage first" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: toy\ntrain: {stepz: 3}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(bad), "--variant", "window"])
+    assert exit_info.value.code == 2 and "train.stepz: unknown key" in capsys.readouterr().err
+
+
+def test_lr_schedule_warms_up_holds_and_warms_down():
+    lrs = [lr_multiplier(s, 20, 4, 0.25) for s in range(20)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and set(lrs[4:15]) == {1.0}
+    assert all(a > b for a, b in zip(lrs[14:], lrs[15:])) and lrs[-1] == pytest.approx(0.05)
