@@ -40,6 +40,13 @@ ORG_WORDS = {"labs", "systems", "works", "group", "foundry", "institute", "partn
              "corp", "corporation", "university", "college", "school", "museum", "council",
              "party", "association", "society", "agency", "ministry", "department", "club"}
 THING_ROLES = {"pobj"}
+# "<word> of <name>" is one name ("Bank of Oslo", "Palace of Fine Arts"), unlike "Michaud of Maine"
+INSTITUTION_WORDS = ORG_WORDS | {
+    "palace", "city", "republic", "kingdom", "state", "states", "province", "church", "house",
+    "court", "office", "board", "bureau", "embassy", "academy", "union", "federation", "league",
+    "county", "district", "island", "islands", "gulf", "bay", "lake", "mount", "cape", "arts",
+    "sciences", "commission", "committee", "service", "center", "centre", "hospital", "library",
+    "research", "mechanics", "technology", "fund", "bureau", "army", "navy", "force", "assembly"}
 PERSON_LABELS = {"PERSON"}
 THING_LABELS = {"ORG", "GPE", "LOC", "FAC", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "LAW"}
 
@@ -70,7 +77,7 @@ def is_name_word(token: Token) -> bool:
 
 def name_span(token: Token) -> Span:
     """The name around `token`: its NER entity, or the run of adjacent capitalized words (plus a
-    proper-noun "of" phrase attached to it: "Bank of Oslo")."""
+    proper-noun "of" phrase after an institution word: "Bank of Oslo")."""
     doc = token.doc
     if token.ent_type_ and token.ent_iob_ in ("B", "I"):
         ent = next(e for e in doc.ents if e.start <= token.i < e.end)
@@ -83,7 +90,7 @@ def name_span(token: Token) -> Span:
     end = token.i + 1
     while end < sent.end and is_name_word(doc[end]):
         end += 1
-    if end + 1 < sent.end and doc[end].lower_ == "of" and doc[end].dep_ == "prep" \
+    if end + 1 < sent.end and doc[end].lower_ == "of" and doc[end - 1].lower_ in INSTITUTION_WORDS \
             and start <= doc[end].head.i < end and doc[end + 1].pos_ == "PROPN":
         end = name_span(doc[end + 1]).end
     return doc[start:end]

@@ -17,7 +17,9 @@ Rules, per predicate (a verb or copula with a subject, its own or inherited):
 - copulas: "X is a chemist" -> (X, is a, chemist); "X is the capital of Y" -> (X, is the capital
   of, Y); "X is famous for Y" -> (X, is famous for, Y);
 - open complements carry the relation on: "started working at Y" -> (s, started working at, Y);
-- appositions: "Tom, a chemist, ..." -> (Tom, is a, chemist);
+- appositions: "Tom, a chemist, ..." -> (Tom, is a, chemist); "Aiken, S.C." -> (Aiken, in, S.C.);
+- a name's own prepositional phrase naming another name: "Michaud of Millinocket" -> (Michaud,
+  of, Millinocket);
 - negation (not, n't, never) on the predicate or a verb it hangs from -> negated=True;
 - mentions: a proper noun is its full name (compound words, "Bank of Oslo"); a common noun keeps
   its compound/adjective/possessive modifiers; pronouns are replaced by the coreference resolver
@@ -41,6 +43,7 @@ OBJECT_POS = {"NOUN", "PROPN", "NUM"}
 NOUN_MODIFIERS = {"compound", "amod", "nummod", "poss", "flat", "nmod"}
 MISPARSED_SUBJECT_DEPS = {"compound", "npadvmod", "nmod", "dep", "amod"}
 MISPARSED_OBJECT_DEPS = {"ccomp", "xcomp", "oprd"}
+NAME_PREPOSITIONS = {"of", "at", "from", "in", "for"}
 RELATIVE_PRONOUNS = {"who", "which", "that", "whom"}
 NEGATIONS = {"not", "n't", "never"}
 
@@ -111,9 +114,10 @@ def _sentence_bounds(sent: Span) -> tuple[int, int]:
 
 
 def _token_facts(token: Token, resolved: dict[int, str]) -> Iterator[tuple[str, str, str, bool]]:
-    if token.dep_ == "appos" and token.pos_ == "NOUN":
+    if token.dep_ == "appos" and token.head.pos_ == "PROPN":
         yield from _apposition(token, resolved)
-        return
+    if token.pos_ == "PROPN" and (token.head is token or not is_name_word(token.head)):
+        yield from _name_preps(token, resolved)
     if token.pos_ not in ("VERB", "AUX") or token.dep_ in ("aux", "auxpass", "xcomp"):
         return
     subjects = _subjects(token)
@@ -208,12 +212,40 @@ def _prep_objects(head: Token, only: Token | None = None) -> Iterator[tuple[Toke
 
 
 def _apposition(appos: Token, resolved: dict[int, str]) -> Iterator[tuple[str, str, str, bool]]:
-    """"Tom, a chemist, ..." -> (Tom, is a, chemist)."""
-    subj = mention(appos.head, resolved) if appos.head.pos_ == "PROPN" else None
-    obj = mention(appos, resolved)
-    if subj and obj:
-        det = [d.text for d in appos.children if d.dep_ == "det" and d.i < appos.i]
-        yield subj, " ".join(["is", *det]), obj, False
+    """"Tom, a chemist, ..." -> (Tom, is a, chemist); "Harrison, the President of the United
+    States" -> (Harrison, is the President of, United States); a bare name after a name is a
+    place ("Aiken, S.C." -> (Aiken, in, S.C.))."""
+    subj = mention(appos.head, resolved)
+    if subj is None:
+        return
+    det = [d.text for d in appos.children if d.dep_ == "det" and d.i < appos.i]
+    if appos.pos_ == "PROPN" and not det and not any(c.dep_ == "poss" for c in appos.children):
+        obj = mention(appos, resolved)
+        if obj and obj != subj:
+            yield subj, "in", obj, False
+        return
+    if appos.pos_ not in ("NOUN", "PROPN"):
+        return
+    preps = [(p, o) for p, o in _prep_objects(appos) if o.pos_ == "PROPN"]
+    for prep, o in preps:
+        obj = mention(o, resolved)
+        if obj:
+            yield subj, " ".join(["is", *det, appos.text, prep.text]), obj, False
+    if not preps:
+        obj = mention(appos, resolved)
+        if obj and obj != subj:
+            yield subj, " ".join(["is", *det]), obj, False
+
+
+def _name_preps(name: Token, resolved: dict[int, str]) -> Iterator[tuple[str, str, str, bool]]:
+    """A name's own prepositional phrase naming another name: "Brian Michaud of Millinocket" ->
+    (Brian Michaud, of, Millinocket); "Wang Ziqiang at the Institute of Mechanics"."""
+    subj = mention(name, resolved)
+    for prep, o in _prep_objects(name):
+        if prep.lower_ in NAME_PREPOSITIONS and o.pos_ == "PROPN":
+            obj = mention(o, resolved)
+            if subj and obj and obj != subj and prep.i >= name_span(name).end:
+                yield subj, prep.text, obj, False
 
 
 def mention(token: Token, resolved: dict[int, str]) -> str | None:
