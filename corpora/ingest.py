@@ -68,7 +68,6 @@ RECALL_SCHEMA = pa.schema([
 SIDE_KINDS: dict[str, tuple[str, ...]] = {
     "synthetic": ("gold", "recall"), "redocred": ("gold",), "fineweb": (), "parquet": ()}
 INGEST_KINDS = ("docs", "gold", "recall")
-SIDE_VIEWS = {"gold": "gold_shards", "recall": "recall_shards"}
 FINGERPRINT_KEY = b"ingest_fingerprint"
 DROP_REASONS = ("empty_doc", "invalid_utf8", "duplicate_id")
 
@@ -179,7 +178,7 @@ def _remove_stale_shards(run_dir: Path, kinds: tuple[str, ...], num_shards: int)
                 path.unlink()
 
 
-def load_documents(run_dir: Path, kinds: tuple[str, ...]) -> int:
+def load_documents(run_dir: Path) -> int:
     """Reload the `documents` table from all docs shards in one transaction; register views."""
     run_dir = Path(run_dir)
     pattern = str(run_dir.resolve() / "docs" / "shard_*.parquet").replace("'", "''")
@@ -194,10 +193,6 @@ def load_documents(run_dir: Path, kinds: tuple[str, ...]) -> int:
                 f"split, source, url, length(text), text FROM read_parquet('{pattern}', filename = true)")
         con.execute("COMMIT")
         register_shard_views(con, run_dir)
-        for kind in kinds:
-            glob = str(run_dir.resolve() / kind / "shard_*.parquet").replace("'", "''")
-            con.execute(f"CREATE OR REPLACE VIEW {SIDE_VIEWS[kind]} AS "
-                        f"SELECT * FROM read_parquet('{glob}', filename = true)")
         return con.execute("SELECT count(*) FROM documents").fetchall()[0][0]
     finally:
         con.close()
@@ -231,7 +226,7 @@ def run_ingest(cfg: RunConfig, run_dir: Path,
         raise CorpusError(f"ingest: no documents left from source {ing.source!r} "
                           f"(dropped: {dict(counters)})")
     _remove_stale_shards(run_dir, kinds, shards)
-    n_docs = load_documents(run_dir, kinds)
+    n_docs = load_documents(run_dir)
     if on_progress:
         on_progress(done, done)
     outputs = [str(p.relative_to(run_dir)) for kind in ("docs", *kinds)

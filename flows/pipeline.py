@@ -160,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
-                       stages=stages, force=force)
+    try:
+        summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
+                           stages=stages, force=force)
+    except Exception as err:  # the stage's log above has the details; end on one clear line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"error: pipeline failed: {type(err).__name__}: {first}", file=sys.stderr)
+        return 1
     rows = [{"stage": k, **v} for k, v in summary.items()]
     print()
     _print_table(rows, ["stage", "status", "seconds", "rows"])

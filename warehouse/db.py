@@ -15,11 +15,10 @@ from typing import Any, Iterable
 
 import duckdb
 
-from warehouse.shards import SHARD_KINDS
-
 DB_NAME = "warehouse.duckdb"
-SHARD_VIEWS = {"docs": "docs_shards", "triplets": "triplet_shards",
-               "tokens": "tokens_shards", "memory": "memory_shards"}
+# shard folder -> view name (gold/recall: the ingest stage's gold triplets and recall spans)
+SHARD_VIEWS = {"docs": "docs_shards", "gold": "gold_shards", "recall": "recall_shards",
+               "triplets": "triplet_shards", "tokens": "tokens_shards", "memory": "memory_shards"}
 
 
 class WarehouseLocked(RuntimeError):
@@ -68,7 +67,7 @@ def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,
     """
     create = "CREATE OR REPLACE TEMP VIEW" if temporary else "CREATE OR REPLACE VIEW"
     made = []
-    for kind in SHARD_KINDS:
+    for kind in SHARD_VIEWS:
         folder = Path(run_dir).resolve() / kind
         if not any(folder.glob("shard_*.parquet")):
             continue
