@@ -46,15 +46,17 @@ ABLATION_MEMORY = {"none": "as trained", "no_memory": "removed", "shuffled": "an
 # ---------------------------------------------------------------- distance buckets
 
 def distance_bucket(distance: int) -> tuple[int, int]:
-    """[lo, hi) of a statement->recall distance in tokens: 16 wide below 64, then half octaves
-    (64-96, 96-128, 128-192, ...), fixed so every variant and run shares the same buckets."""
+    """[lo, hi) of a statement->recall distance in tokens: 16 wide below 64, then quarter
+    octaves (64-80, ..., 112-128, 128-160, ..., 224-256, 256-320, ...), fixed so that every
+    variant and run shares the same buckets."""
     d = max(int(distance), 0)
     if d < 64:
         lo = d // 16 * 16
         return lo, lo + 16
     octave = 1 << (d.bit_length() - 1)
-    half = octave + octave // 2
-    return (octave, half) if d < half else (half, 2 * octave)
+    width = octave // 4
+    lo = octave + (d - octave) // width * width
+    return lo, lo + width
 
 
 def distance_buckets(pairs: Iterable[tuple[int, bool]]) -> list[tuple[int, int, float, int]]:

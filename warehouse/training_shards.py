@@ -29,7 +29,7 @@ extractor.
 Memory shards are written before tokens shards; a rerun skips shard k when both exist. Finally
 the `tokens_shards` and `memory_shards` warehouse views are (re)registered.
 
-    python -m warehouse.training_shards --config configs/tiny.yaml --run runs/tiny
+    python -m warehouse.training_shards --config configs/tiny.yaml --run runs/tiny [--force] [--workers N]
 """
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ MEMORY_SCHEMA = pa.schema([
     ("functional", pa.bool_()),
     ("source", pa.string()),
 ])
+SHARDS_PER_WORKER = 8
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
 TRIPLETS_QUERY = """
     SELECT t.shard, t.doc_id, t.subject, t.relation, t.object, t.negated, t.char_end,
@@ -260,6 +261,12 @@ def _shard_rows(run_dir: Path, k: int) -> Counter[str]:
     return rows
 
 
+def default_workers(shards_to_do: int) -> int:
+    """One process per CPU core, but at most one per SHARDS_PER_WORKER shards to do: starting
+    a process (imports, tokenizer) costs about as much as building a few shards."""
+    return max(1, min(os.cpu_count() or 1, shards_to_do // SHARDS_PER_WORKER))
+
+
 def run_shards(cfg: RunConfig, run_dir: Path,
                on_progress: Callable[[int, int], None] | None = None) -> dict:
     """The shards stage (see the module docstring); returns outputs, row counts and counters."""
@@ -280,7 +287,7 @@ def run_shards(cfg: RunConfig, run_dir: Path,
     done = len(docs_shards) - len(todo)
     if on_progress:
         on_progress(done, len(docs_shards))
-    workers = min(cfg.shards.workers or os.cpu_count() or 1, len(todo))
+    workers = min(cfg.shards.workers or default_workers(len(todo)), len(todo))
     if workers <= 1:
         results = (build_shard(*a) for a in args)
         pool = None
@@ -315,15 +322,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
+    parser.add_argument("--workers", type=int, help="override shards.workers")
+    parser.add_argument("--force", action="store_true",
+                        help="delete the existing tokens and memory shards first (rebuild all)")
     args = parser.parse_args()
     try:
         cfg = load_config(args.config)
     except ConfigError as err:
         exit_on_config_error(err)
+    if args.workers:
+        cfg = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"workers": args.workers})})
+    if args.force:
+        for kind in ("tokens", "memory"):
+            for path in list_shards(args.run, kind):
+                path.unlink()
     started = time.perf_counter()
     result = run_shards(cfg, args.run)
     seconds = time.perf_counter() - started
-    print(f"shards: {result['rows']} in {seconds:.1f}s "
+    print(f"shards: {result['rows']} in {seconds:.2f} s "
           f"({result['rows'].get('tokens', 0) / seconds:,.0f} tokens/s)")
 
 

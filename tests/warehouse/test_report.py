@@ -46,10 +46,10 @@ def make_run(tmp_path: Path) -> Path:
             _metric("triplet", "no_memory", "recall_acc", 0.1),
             _metric("triplet", "shuffled", "bpb", 2.2), _metric("triplet", "shuffled", "recall_acc", 0.08),
             _metric("triplet", "spacy", "recall_acc", 0.4),
-            _metric("window", "none", "recall_acc@96-128", 0.1),
-            _metric("window", "none", "recall_acc@128-192", 0.0),
-            _metric("triplet", "none", "recall_acc@96-128", 0.95),
-            _metric("triplet", "none", "recall_acc@128-192", 0.85)]
+            _metric("window", "none", "recall_acc@96-112", 0.1),
+            _metric("window", "none", "recall_acc@128-160", 0.0),
+            _metric("triplet", "none", "recall_acc@96-112", 0.95),
+            _metric("triplet", "none", "recall_acc@128-160", 0.85)]
     insert_metrics(con, rows)
     tid = 0
     for extractor, triplets in (("oracle", ORACLE), ("spacy", SPACY)):
@@ -72,12 +72,12 @@ def make_run(tmp_path: Path) -> Path:
 
 
 def test_distance_buckets_are_fixed_and_count_hits():
-    assert [distance_bucket(d) for d in (0, 15, 16, 63, 64, 95, 96, 127, 128, 300, 1000)] == [
-        (0, 16), (0, 16), (16, 32), (48, 64), (64, 96), (64, 96), (96, 128), (96, 128),
-        (128, 192), (256, 384), (768, 1024)]
+    assert [distance_bucket(d) for d in (0, 15, 16, 63, 64, 79, 80, 127, 128, 159, 300, 1000)] == [
+        (0, 16), (0, 16), (16, 32), (48, 64), (64, 80), (64, 80), (80, 96), (112, 128),
+        (128, 160), (128, 160), (256, 320), (896, 1024)]
     pairs = [(10, True), (20, False), (70, True), (100, True), (100, False), (130, True), (300, False)]
-    assert distance_buckets(pairs) == [(0, 16, 1.0, 1), (16, 32, 0.0, 1), (64, 96, 1.0, 1),
-                                       (96, 128, 0.5, 2), (128, 192, 1.0, 1), (256, 384, 0.0, 1)]
+    assert distance_buckets(pairs) == [(0, 16, 1.0, 1), (16, 32, 0.0, 1), (64, 80, 1.0, 1),
+                                       (96, 112, 0.5, 2), (128, 160, 1.0, 1), (256, 320, 0.0, 1)]
     assert distance_buckets([]) == []
 
 
@@ -104,7 +104,7 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
     assert "| `spacy` | 2 | 4 | 4 | 0.500 | 0.500 | 0.500 | 0.750 | 0.750 | 0.750 | 0.500 |" in md
     # gap 0.9 - 0.4; expected 0.9 * 0.5 + 0.1 * 0.5 = 0.5 -> explains 0.4 / 0.5 of the gap
     assert "a gap of 0.500" in md and "would give 0.500" in md and "explain 80% of the gap" in md
-    assert "| 96-128 | 0.950 | 0.100 |" in md
+    assert "| 96-112 | 0.950 | 0.100 |" in md
 
     con = connect(run, read_only=True)
     got = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'spacy' "
