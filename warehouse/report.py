@@ -182,13 +182,15 @@ class Metrics:
 
     def distance_curves(self) -> dict[str, list[tuple[int, int, float]]]:
         """label -> [(lo, hi, recall_acc)] for every (variant, ablation) with distance rows."""
-        curves: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
+        curves: dict[tuple[int, str, str], list[tuple[int, int, float]]] = defaultdict(list)
         for (variant, ablation, metric), value in self.values.items():
             m = DISTANCE_METRIC.fullmatch(metric)
             if m and variant in VARIANTS:
-                label = variant if ablation == "none" else f"{variant} ({ablation})"
-                curves[label].append((int(m.group(1)), int(m.group(2)), value))
-        return {k: sorted(v) for k, v in sorted(curves.items())}
+                key = (VARIANTS.index(variant), ablation != "none", ablation)
+                curves[key].append((int(m.group(1)), int(m.group(2)), value))
+        # variants in their usual order, each followed by its ablations
+        return {(VARIANTS[v] if ablation == "none" else f"{VARIANTS[v]} ({ablation})"): sorted(points)
+                for (v, _, ablation), points in sorted(curves.items())}
 
 
 def read_metrics(con) -> Metrics:
@@ -268,11 +270,12 @@ def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float]]], rea
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
+    ablation_colors = iter(f"C{i}" for i in range(4, 100))  # C0-C3 are the variants'
     for label, points in curves.items():
-        variant = label.split(" ")[0]
+        unablated = label in VARIANT_COLORS
         ax.plot([(lo + hi) / 2 for lo, hi, _ in points], [acc for _, _, acc in points],
-                marker="o", label=label, linewidth=1.2, color=VARIANT_COLORS.get(variant),
-                linestyle="-" if label == variant else ":")
+                marker="o", label=label, linewidth=1.2, linestyle="-" if unablated else ":",
+                color=VARIANT_COLORS[label] if unablated else next(ablation_colors))
     ax.axvline(reach, color="grey", linestyle="--", linewidth=1, label=f"T + M = {reach}")
     ax.set_xlabel("statement -> recall distance (tokens, bucket midpoint)")
     ax.set_ylabel("recall_acc")
@@ -320,12 +323,14 @@ def ablations_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
     for ablation in ablations:
         memory = (f"`{cfg.train.memory_source}` (as trained)" if ablation == "none"
                   else ABLATION_MEMORY.get(ablation, ablation))
-        if not metrics.has_run("triplet", ablation):
+        evaluated = ablation
+        if ablation == cfg.train.memory_source and not metrics.has_run("triplet", ablation):
+            evaluated, memory = "none", f"{memory}: as trained, the `none` row"
+        if not metrics.has_run("triplet", evaluated):
             rows.append([f"`{ablation}`", memory, "not run", "", ""])
             continue
-        get = lambda m: metrics.get("triplet", ablation, m)  # noqa: E731
-        rows.append([f"`{ablation}`", memory, _fmt(get("bpb")), _fmt(get("recall_bpb")),
-                     _fmt(get("recall_acc"))])
+        values = [metrics.get("triplet", evaluated, m) for m in ("bpb", "recall_bpb", "recall_acc")]
+        rows.append([f"`{ablation}`", memory, *map(_fmt, values)])
     return ["## Ablations of `triplet` (evaluation time)", "",
             *_table(["ablation", "memory", "bpb", "recall_bpb", "recall_acc"], rows), ""]
 

@@ -98,13 +98,14 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
     assert "| `triplet` | 1.800 | 1.500 | 0.900 | 80 | 12.5 |" in md
     assert "| `full` | not run |" in md
     assert "| `shuffled` | another document's | 2.200 | – | 0.080 |" in md
-    assert "| `oracle` | oracle (gold) triplets | not run |" in md
+    # trained with oracle memory: the oracle ablation is the unablated row
+    assert "| `oracle` | oracle (gold) triplets: as trained, the `none` row | 1.800 | 1.500 | 0.900 |" in md
     assert "| `spacy` | spaCy triplets | – | – | 0.400 |" in md
     # strict 2/4 (lives in, is a); relaxed 3/4; 1 of 2 recalled facts stated before the recall
     assert "| `spacy` | 2 | 4 | 4 | 0.500 | 0.500 | 0.500 | 0.750 | 0.750 | 0.750 | 0.500 |" in md
     # gap 0.9 - 0.4; expected 0.9 * 0.5 + 0.1 * 0.5 = 0.5 -> explains 0.4 / 0.5 of the gap
     assert "a gap of 0.500" in md and "would give 0.500" in md and "explain 80% of the gap" in md
-    assert "| 96-112 | 0.950 | 0.100 |" in md
+    assert "| distance (tokens) | window | triplet |" in md and "| 96-112 | 0.100 | 0.950 |" in md
 
     con = connect(run, read_only=True)
     got = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'spacy' "
@@ -119,6 +120,20 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
     assert con.execute("SELECT count(*) FROM metrics WHERE variant = 'spacy' AND ablation = "
                        "'vs_oracle' AND metric = 'strict_f1'").fetchall() == [(1,)]
     con.close()
+
+
+def test_gap_when_trained_on_extracted_memory(tmp_path):
+    run = make_run(tmp_path)
+    con = connect(run)
+    insert_metrics(con, [_metric("triplet", "oracle", "recall_acc", 0.95)])
+    con.close()
+    cfg = parse_config({**CONFIG, "train": {"memory_source": "spacy"},
+                        "evaluate": {"ablations": ["no_memory", "oracle"]}})
+    md = (run / build_report(cfg, run)["outputs"][0]).read_text()
+    # the unablated triplet row now holds spaCy memory (0.9), the oracle ablation 0.95
+    assert "| `none` | `spacy` (as trained) | 1.800 | 1.500 | 0.900 |" in md
+    assert "with oracle memory and 0.900 with `spacy` memory, a gap of 0.050" in md
+    assert "| `oracle` | oracle (gold) triplets | – | – | 0.950 |" in md
 
 
 def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
