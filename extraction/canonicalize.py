@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pyarrow as pa
 
-from configs.schema import RunConfig, exit_on_config_error, load_config, ConfigError
+from configs.schema import ConfigError, RunConfig, exit_on_config_error, load_config
 from corpora.synthetic import FUNCTIONAL_RELATIONS as SYNTHETIC_FUNCTIONAL
 from extraction.normalize import canonical_relation, normalize_entity
 from warehouse.db import connect
@@ -187,7 +187,8 @@ def entity_names(groups: dict[tuple[str, str], list[str]], vectors: dict[str, np
             if name in emb:
                 name, method = emb[name], "embedding"
             out[(doc_id, extractor, k)] = (name, method)
-            counters[method] += method != "normalize"
+            if method != "normalize":
+                counters[method] += 1
     return out, counters
 
 
@@ -210,7 +211,9 @@ def canonicalize_rows(rows: list[tuple[str, str, str, str, str]], embed: Embedde
     names, counters = entity_names(groups, vectors, threshold)
     entities = {n: i for i, n in enumerate(sorted({name for name, _ in names.values()}))}
     relations = {n: i for i, n in enumerate(sorted({r for _, r, _ in keyed}))}
-    out = Canonical([], [], [], entities, Counter(), relations, Counter(), [], counters)
+    out = Canonical(subject_ids=[], relation_ids=[], object_ids=[], entities=entities,
+                    entity_mentions=Counter(), relations=relations, relation_mentions=Counter(),
+                    aliases=[], counters=counters)
     aliases = set()
     for (doc_id, extractor, subject, _, obj), (s, r, o) in zip(rows, keyed):
         for surface, key, ids in ((subject, s, out.subject_ids), (obj, o, out.object_ids)):
