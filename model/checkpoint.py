@@ -108,6 +108,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoin
     )
 
 
+def load_weights(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(meta, weights) of a checkpoint, without the optimizer and loader states (for evaluation)."""
+    path = Path(path)
+    if not is_valid(path):
+        raise FileNotFoundError(f"{path}: not a complete checkpoint (needs {', '.join(FILES)})")
+    return json.loads((path / "meta.json").read_text()), load_file(path / "model.safetensors", device=str(device))
+
+
 def rng_state() -> dict[str, Any]:
     """This process's RNG states, in types `torch.load(weights_only=True)` accepts."""
     _, keys, pos, has_gauss, cached = np.random.get_state()

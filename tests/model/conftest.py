@@ -71,15 +71,23 @@ def toy_config(**train) -> dict:
     }
 
 
+def build_toy_run(root: Path, num_docs: int = 60, **train) -> tuple[Path, Path]:
+    """Write root/runs/toy (tokenizer, shards) and root/toy.yaml; returns (config, runs dir)."""
+    runs = root / "runs"
+    write_toy_tokenizer(runs / "toy")
+    write_toy_shards(runs / "toy", num_docs)
+    config = root / "toy.yaml"
+    config.write_text(yaml.safe_dump(toy_config(**train)))
+    return config, runs
+
+
+@pytest.fixture(scope="session")
+def toy_run_builder():
+    """`build_toy_run` itself, for fixtures of wider scope."""
+    return build_toy_run
+
+
 @pytest.fixture
 def toy_run(tmp_path):
-    """Build a toy run folder; returns a function(num_docs, **train) -> (config path, runs dir)."""
-    def build(num_docs: int = 60, **train) -> tuple[Path, Path]:
-        runs = tmp_path / "runs"
-        run_dir = runs / "toy"
-        write_toy_tokenizer(run_dir)
-        write_toy_shards(run_dir, num_docs)
-        config = tmp_path / "toy.yaml"
-        config.write_text(yaml.safe_dump(toy_config(**train)))
-        return config, runs
-    return build
+    """A function(num_docs, **train) -> (config path, runs dir) building a toy run in tmp_path."""
+    return lambda num_docs=60, **train: build_toy_run(tmp_path, num_docs, **train)

@@ -1,14 +1,17 @@
 """Training under real torchrun (2 processes, gloo on CPU): checkpoints, and an exact resume."""
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import latest_checkpoint, load_checkpoint
+from model.checkpoint import (latest_checkpoint, load_checkpoint, load_weights, rng_state,
+                              save_checkpoint, set_rng_state)
 from model.optim import lr_multiplier
 from model.train import main
 
@@ -75,3 +78,24 @@ def test_lr_schedule_warms_up_holds_and_warms_down():
     lrs = [lr_multiplier(s, 20, 4, 0.25) for s in range(20)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and set(lrs[4:15]) == {1.0}
     assert all(a > b for a, b in zip(lrs[14:], lrs[15:])) and lrs[-1] == pytest.approx(0.05)
+
+
+def draws():
+    return torch.rand(3).tolist(), float(np.random.rand()), random.random()
+
+
+def test_resume_point_is_the_highest_valid_checkpoint(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    for step in (2, 4):
+        save_checkpoint(tmp_path, step, model, [opt], [{"epoch": 0}], [rng_state()], {"variant": "x"})
+    expected = draws()  # what follows the RNG state saved at step 4
+    (tmp_path / "step_000006").mkdir()  # a folder without its files: not a checkpoint
+    (tmp_path / ".tmp-step_000008-1").mkdir()  # a write cut short
+    assert latest_checkpoint(tmp_path).name == "step_000004"
+    set_rng_state(load_checkpoint(tmp_path / "step_000004").rng_states[0])
+    assert draws() == expected  # torch, numpy and python RNGs restored
+    (tmp_path / "step_000004" / "meta.json").write_text("{cut")
+    assert latest_checkpoint(tmp_path).name == "step_000002"
+    meta, weights = load_weights(tmp_path / "step_000002")
+    assert meta["step"] == 2 and torch.equal(weights["weight"], model.weight)

@@ -1,0 +1,185 @@
+"""Evaluate a trained variant on the val split: BPB, recall-token BPB and recall accuracy.
+
+    python -m model.evaluate --config configs/tiny.yaml --variant triplet [--memory shuffled]
+    from model.evaluate import evaluate_variant   # the evaluate stage calls this
+
+The val windows are those of training (same T, same targets, same context per variant), in
+document order, at most `evaluate.max_windows`, `evaluate.batch_size` at a time. Figures:
+
+- `bpb`: nats summed over window targets / (ln 2 x their UTF-8 bytes) (tokens of 0 bytes skipped);
+  `recall_bpb`: the same over recall tokens; `nats_per_token`: the mean loss.
+- `recall_acc`: a recall span (its tokens all targets of one window) counts as correct when greedy
+  decoding from the context before it reproduces it. Greedy decoding gets every token right exactly
+  when each token is the argmax given the true tokens before it, so one teacher-forced pass
+  decides it. `recall_acc_by_distance`: [span start - stated_pos, correct] per span.
+- `compression`: evicted tokens per memory slot used (triplet); `positions`: attention positions
+  used per window (memory slots + earlier raw tokens + window tokens).
+
+`--memory` (triplet only) replaces the trained memory: `none` removes it, `shuffled` gives each
+document the memory of the next one (a deterministic derangement), `oracle` / `spacy` / `vllm` use
+that extractor's rows. Nothing is written here; the evaluate stage stores the returned dict.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from configs.schema import BACKENDS, ConfigError, RunConfig, exit_on_config_error, load_config
+from model.checkpoint import latest_checkpoint, load_weights, step_folder
+from model.dataloader import Batch, Document, WindowSpec, document_windows, load_documents, make_batch
+from model.gpt import GPT, GPTConfig
+from model.tokenizer import load_run_tokenizer
+
+MEMORY_CHOICES = ("as_trained", "none", "shuffled", *BACKENDS)
+
+
+def find_checkpoint(run_dir: Path, variant: str, step: int | None) -> Path:
+    folder = Path(run_dir) / "checkpoints" / variant
+    path = latest_checkpoint(folder) if step is None else step_folder(folder, step)
+    if path is None or not path.is_dir():
+        which = "any checkpoint" if step is None else f"step {step}"
+        raise FileNotFoundError(f"{folder}: no {which} of variant {variant!r} (run the train stage first)")
+    return path
+
+
+def val_documents(run_dir: Path, variant: str, memory: str, trained_source: str) -> list[Document]:
+    """The val documents with the memory rows `memory` asks for."""
+    if memory not in MEMORY_CHOICES:
+        raise ValueError(f"--memory {memory!r}: choose one of {', '.join(MEMORY_CHOICES)}")
+    if variant != "triplet" and memory != "as_trained":
+        raise ValueError(f"--memory {memory} applies to the triplet variant only, not {variant!r}")
+    if variant != "triplet" or memory == "none":
+        source = None
+    else:
+        source = memory if memory in BACKENDS else trained_source
+    docs = load_documents(run_dir, "val", source)
+    if not docs:
+        raise ValueError(f"{run_dir}: the tokens shards hold no val documents")
+    if memory == "shuffled":
+        if len(docs) < 2:
+            raise ValueError("--memory shuffled needs at least 2 val documents")
+        rows = [d.memory for d in docs]
+        docs = [replace(d, memory=rows[(i + 1) % len(docs)]) for i, d in enumerate(docs)]
+    return docs
+
+
+class Totals:
+    """Running sums over the evaluated windows."""
+
+    def __init__(self) -> None:
+        self.nats = self.bytes = self.recall_nats = self.recall_bytes = 0.0
+        self.tokens = self.recall_tokens = self.windows = self.positions = 0
+        self.evicted = self.slots_used = 0
+        self.spans: list[tuple[int, bool]] = []
+
+    def add(self, batch: Batch, logits: torch.Tensor, token_bytes: torch.Tensor,
+            docs: list[Document], window_len: int) -> None:
+        targets = batch.targets
+        nats = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1,
+                               reduction="none").view_as(targets).double()
+        nbytes = torch.where(targets >= 0, token_bytes[targets.clamp(min=0)], 0).double()
+        counted = nbytes > 0
+        recall = counted & batch.recall
+        self.nats += nats[counted].sum().item()
+        self.bytes += nbytes.sum().item()
+        self.recall_nats += nats[recall].sum().item()
+        self.recall_bytes += nbytes[recall].sum().item()
+        self.tokens += int((targets >= 0).sum())
+        self.recall_tokens += int(recall.sum())
+        self.windows += targets.shape[0]
+        self.positions += int((targets >= 0).sum() + batch.prefix_len.sum())
+        if batch.memory is not None:
+            used = int(batch.memory.mask.sum())
+            self.positions += used
+            self.slots_used += used
+            self.evicted += int(batch.window_start.sum())
+        correct = (logits.argmax(-1) == targets).cpu()
+        self._add_spans(batch, correct, docs, window_len)
+
+    def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[Document],
+                   window_len: int) -> None:
+        for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
+                                          batch.prefix_len.tolist())):
+            doc = docs[d]
+            last_target = min(s + window_len, len(doc.tokens) - 1)
+            for start, end, stated in doc.recall_spans:
+                if s + 1 <= start and end - 1 <= last_target:
+                    at = p + start - s - 1  # sequence position whose target is token `start`
+                    self.spans.append((start - stated, bool(correct[b, at:at + end - start].all())))
+
+    def result(self) -> dict[str, Any]:
+        ln2 = math.log(2)
+        return {
+            "bpb": self.nats / (ln2 * self.bytes) if self.bytes else None,
+            "recall_bpb": self.recall_nats / (ln2 * self.recall_bytes) if self.recall_bytes else None,
+            "nats_per_token": self.nats / self.tokens if self.tokens else None,
+            "recall_acc": sum(ok for _, ok in self.spans) / len(self.spans) if self.spans else None,
+            "recall_acc_by_distance": [[d, ok] for d, ok in self.spans],
+            "compression": self.evicted / self.slots_used if self.slots_used else None,
+            "positions": self.positions / self.windows if self.windows else None,
+            "windows": self.windows,
+            "tokens": self.tokens,
+            "recall_tokens": self.recall_tokens,
+            "recall_spans": len(self.spans),
+        }
+
+
+@torch.no_grad()
+def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = "as_trained",
+                     step: int | None = None) -> dict[str, Any]:
+    """Metrics of `variant`'s checkpoint (latest, or `step`) on the val split; see the module doc."""
+    run_dir = Path(run_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    path = find_checkpoint(run_dir, variant, step)
+    meta, weights = load_weights(path, device)
+    model = GPT(GPTConfig(**meta["model_config"])).to(device)
+    model.load_state_dict(weights)
+    model.eval()
+    spec = WindowSpec(**meta["window_spec"])
+    if memory == "none":
+        spec = replace(spec, memory_slots=0)  # no memory at all: the model runs as a plain GPT
+    docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
+    token_bytes = torch.tensor(load_run_tokenizer(run_dir).token_bytes(), device=device)
+    windows = document_windows(docs, spec.window_len)[: cfg.evaluate.max_windows]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    totals = Totals()
+    for i in range(0, len(windows), cfg.evaluate.batch_size):
+        batch = make_batch(docs, windows[i:i + cfg.evaluate.batch_size], spec).to(device)
+        with autocast:
+            logits = model(batch.inputs, memory=batch.memory).float()
+        totals.add(batch, logits, token_bytes, docs, spec.window_len)
+    return {"variant": variant, "memory": memory, "step": int(meta["step"]),
+            "checkpoint": path.relative_to(run_dir).as_posix(), **totals.result()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Evaluate a trained variant on the val split.")
+    parser.add_argument("--config", required=True, help="run config YAML")
+    parser.add_argument("--variant", required=True, choices=("window", "triplet", "raw", "full"))
+    parser.add_argument("--memory", default="as_trained", choices=MEMORY_CHOICES)
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        exit_on_config_error(err)
+    try:
+        result = evaluate_variant(cfg, Path(args.runs_dir) / cfg.name, args.variant, args.memory, args.step)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
