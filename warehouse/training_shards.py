@@ -26,7 +26,10 @@ evicted memory, while neither the window nor the `raw` variant's M extra tokens 
 objects of the document's oracle (gold) triplets are used when it has any, else those of every
 extractor.
 
-Memory shards are written before tokens shards; a rerun skips shard k when both exist. Finally
+Memory shards are written before tokens shards. Both footers carry a fingerprint of what shard k
+was built from (the stage's settings and code, the tokenizer, docs/recall shard k and its
+triplets): a rerun (after a kill, say) skips shard k when both exist with the current
+fingerprint and rebuilds the rest, so a changed input never leaves a stale shard behind. Finally
 the `tokens_shards` and `memory_shards` warehouse views are (re)registered.
 
     python -m warehouse.training_shards --config configs/tiny.yaml --run runs/tiny [--force] [--workers N]
@@ -34,6 +37,7 @@ the `tokens_shards` and `memory_shards` warehouse views are (re)registered.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import re
@@ -50,7 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from configs.schema import RunConfig
+from configs.schema import RunConfig, config_fingerprint, stage_section
+from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
 from warehouse.db import connect, register_shard_views
 from warehouse.shards import list_shards, shard_index, shard_path, write_parquet_atomically
 
@@ -76,6 +81,7 @@ MEMORY_SCHEMA = pa.schema([
     ("source", pa.string()),
 ])
 SHARDS_PER_WORKER = 8
+FINGERPRINT_KEY = b"shards_fingerprint"
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
 TRIPLETS_QUERY = """
     SELECT t.shard, t.doc_id, t.subject, t.relation, t.object, t.negated, t.char_end,
@@ -100,7 +106,7 @@ class RecallSpan(NamedTuple):
     stated_pos: int  # token_pos of the statement it recalls
 
 
-def tokenize_docs(tok, texts: list[str]) -> list[TokenizedDoc]:
+def tokenize_docs(tok: TextTokenizer, texts: list[str]) -> list[TokenizedDoc]:
     out = []
     for ids, offsets in tok.encode_batch_with_offsets(texts):
         out.append(TokenizedDoc([tok.bos_id, *ids], [s for s, _ in offsets], [e for _, e in offsets]))
@@ -157,12 +163,11 @@ def real_text_recall_spans(doc: TokenizedDoc, text: str, statements: list[tuple[
 
 
 @lru_cache(maxsize=1)
-def _tokenizer(run_dir: str):
-    from model.tokenizer import load_run_tokenizer
+def _tokenizer(run_dir: str) -> TextTokenizer:
     return load_run_tokenizer(Path(run_dir))
 
 
-def _encode_surfaces(tok, strings: list[str]) -> dict[str, list[int]]:
+def _encode_surfaces(tok: TextTokenizer, strings: list[str]) -> dict[str, list[int]]:
     unique = list(dict.fromkeys(strings))
     return dict(zip(unique, tok.encode_batch([" " + s for s in unique])))
 
@@ -178,7 +183,7 @@ def _read_recall(run_dir: Path, k: int) -> dict[str, list[dict[str, Any]]] | Non
 
 
 def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
-                min_object_chars: int) -> dict[str, int]:
+                min_object_chars: int, fingerprint: str) -> dict[str, int]:
     """Write memory then tokens shard k from docs shard k and its triplets; returns drop counters."""
     run_dir = Path(run_dir)
     tok = _tokenizer(str(run_dir))
@@ -198,7 +203,8 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
         "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],
         "negated": r["negated"], "functional": r["functional"], "source": r["source"],
     } for r in known]
-    write_parquet_atomically(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA),
+    footer = {FINGERPRINT_KEY: fingerprint.encode()}
+    write_parquet_atomically(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA.with_metadata(footer)),
                              shard_path(run_dir, "memory", k))
 
     gold = _read_recall(run_dir, k)
@@ -215,7 +221,7 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
             "recall": sorted({i for s in spans for i in range(s.start, s.end)}),
             "recall_spans": [s._asdict() for s in spans],
         })
-    write_parquet_atomically(pa.Table.from_pylist(token_rows, schema=TOKENS_SCHEMA),
+    write_parquet_atomically(pa.Table.from_pylist(token_rows, schema=TOKENS_SCHEMA.with_metadata(footer)),
                              shard_path(run_dir, "tokens", k))
     return dict(counters)
 
@@ -261,6 +267,49 @@ def _shard_rows(run_dir: Path, k: int) -> Counter[str]:
     return rows
 
 
+def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
+                      triplets: pa.Table) -> str:
+    """What tokens/memory shard k depend on: the stage's settings and code, the tokenizer, docs
+    shard k (ingest's footer fingerprint), its recall shard and its triplets."""
+    from tasks.stage import code_version  # the spine's definition, so both agree on "changed"
+    inputs = {}
+    for kind in ("docs", "recall"):
+        path = shard_path(run_dir, kind, k)
+        if path.is_file():
+            meta = pq.read_metadata(path)
+            inputs[kind] = [(meta.metadata or {}).get(b"ingest_fingerprint", b"").decode(),
+                            meta.num_rows, meta.serialized_size]
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, triplets.schema) as writer:
+        writer.write_table(triplets)
+    inputs["triplets"] = hashlib.sha256(sink.getvalue()).hexdigest()
+    settings = stage_section(cfg, "shards")
+    settings["shards"].pop("workers")  # how many processes build a shard never changes it
+    return config_fingerprint({"settings": settings, "tokenizer": tokenizer_id,
+                               "code": code_version(("warehouse/training_shards.py",)), **inputs})
+
+
+def _is_current(run_dir: Path, k: int, fingerprint: str) -> bool:
+    """Both shards exist, are readable and were built from the current inputs."""
+    for kind in ("memory", "tokens"):
+        path = shard_path(run_dir, kind, k)
+        try:
+            meta = pq.read_metadata(path).metadata or {}
+        except (OSError, pa.ArrowException):  # missing, or cut off
+            return False
+        if meta.get(FINGERPRINT_KEY) != fingerprint.encode():
+            return False
+    return True
+
+
+def _remove_orphans(run_dir: Path, docs_shards: list[int]) -> None:
+    """Tokens/memory shards whose docs shard is gone (a smaller corpus) would pollute the views."""
+    for kind in ("tokens", "memory"):
+        for path in list_shards(run_dir, kind):
+            if shard_index(path) not in docs_shards:
+                path.unlink()
+
+
 def default_workers(shards_to_do: int) -> int:
     """One process per CPU core, but at most one per SHARDS_PER_WORKER shards to do: starting
     a process (imports, tokenizer) costs about as much as building a few shards."""
@@ -276,12 +325,18 @@ def run_shards(cfg: RunConfig, run_dir: Path,
         raise FileNotFoundError(f"{run_dir / 'docs'}: no docs shards (run the ingest stage first)")
     _tokenizer.cache_clear()
     _tokenizer(str(run_dir))  # fail here, once, when the tokenizer stage has not run
-    todo = [k for k in docs_shards if not (shard_path(run_dir, "memory", k).is_file()
-                                           and shard_path(run_dir, "tokens", k).is_file())]
+    tokenizer_id = hashlib.sha256((run_dir / TOKENIZER_FILE).read_bytes()).hexdigest()
+    _remove_orphans(run_dir, docs_shards)
     triplets, triplet_shards = _read_triplets(run_dir)
     reach = cfg.model.sequence_len + cfg.model.memory_slots
-    args = [(run_dir, k, _shard_slice(triplets, triplet_shards, k), reach,
-             cfg.shards.recall_min_object_chars) for k in todo]
+    args = []
+    for k in docs_shards:
+        shard_triplets = _shard_slice(triplets, triplet_shards, k)
+        fingerprint = shard_fingerprint(cfg, tokenizer_id, run_dir, k, shard_triplets)
+        if not _is_current(run_dir, k, fingerprint):
+            args.append((run_dir, k, shard_triplets, reach, cfg.shards.recall_min_object_chars,
+                         fingerprint))
+    todo = [a[1] for a in args]
 
     counters: Counter[str] = Counter({"shards_resumed": len(docs_shards) - len(todo)})
     done = len(docs_shards) - len(todo)

@@ -150,6 +150,31 @@ def test_rerun_resumes_only_missing_shards(tmp_path, tok):
     assert third["counters"]["shards_resumed"] == 3 and third["rows"] == first["rows"]
 
 
+def test_changed_inputs_rebuild_their_shards_only(tmp_path, tok):
+    run = make_run(tmp_path, tok)
+    cfg = parse_config({**CONFIG, "shards": {"workers": 1}})
+    first = run_shards(cfg, run)
+    mtimes = lambda: {k: shard_path(run, "memory", k).stat().st_mtime_ns for k in range(3)}  # noqa: E731
+    before = mtimes()
+    con = connect(run)  # canonicalize reran and a triplet of shard 2 changed
+    con.execute("UPDATE triplets SET object_id = 99 WHERE shard = 2 AND extractor = 'spacy'")
+    con.close()
+    path = shard_path(run, "tokens", 0)
+    path.write_bytes(path.read_bytes()[:100])  # a cut-off file
+    write_parquet_atomically(pa.Table.from_pylist([_doc(9, 0)]), shard_path(run, "docs", 9))
+    write_parquet_atomically(pq.read_table(shard_path(run, "tokens", 1)), shard_path(run, "tokens", 7))
+
+    second = run_shards(cfg, run)
+    assert second["counters"]["shards_resumed"] == 1  # shard 1 only
+    after = mtimes()
+    assert after[1] == before[1] and after[0] != before[0] and after[2] != before[2]
+    memory = pq.read_table(shard_path(run, "memory", 2)).to_pylist()
+    assert {r["object_id"] for r in memory if r["source"] == "spacy"} == {99}
+    assert not shard_path(run, "tokens", 7).exists()  # no docs shard 7: removed
+    assert second["rows"]["documents"] == first["rows"]["documents"] + 1  # docs shard 9
+    assert pq.read_table(shard_path(run, "memory", 9)).num_rows == 0  # no triplets there
+
+
 def test_real_text_recall_heuristic(tok):
     reach = 12  # T + M
     (doc,) = tokenize_docs(tok, [DOC_TEXT])
