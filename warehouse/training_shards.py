@@ -80,6 +80,7 @@ MEMORY_SCHEMA = pa.schema([
     ("functional", pa.bool_()),
     ("source", pa.string()),
 ])
+RECALL_COLUMNS = ["doc_id", "char_start", "char_end", "stated_char_end"]
 SHARDS_PER_WORKER = 8
 FINGERPRINT_KEY = b"shards_fingerprint"
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
@@ -172,12 +173,25 @@ def _encode_surfaces(tok: TextTokenizer, strings: list[str]) -> dict[str, list[i
     return dict(zip(unique, tok.encode_batch([" " + s for s in unique])))
 
 
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    """One clear line naming an input shard that ingest wrote badly (or a kill cut off)."""
+    return ValueError(f"{path}: unreadable {path.parent.name} shard ({str(err).splitlines()[0]}); "
+                      "rerun the ingest stage")
+
+
+def _read_input(path: Path, columns: list[str]) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as err:
+        raise _unreadable(path, err) from None
+
+
 def _read_recall(run_dir: Path, k: int) -> dict[str, list[dict[str, Any]]] | None:
     path = shard_path(run_dir, "recall", k)
     if not path.is_file():
         return None
     by_doc: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in pq.read_table(path).to_pylist():
+    for row in _read_input(path, RECALL_COLUMNS).to_pylist():
         by_doc[row["doc_id"]].append(row)
     return by_doc
 
@@ -187,7 +201,7 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
     """Write memory then tokens shard k from docs shard k and its triplets; returns drop counters."""
     run_dir = Path(run_dir)
     tok = _tokenizer(str(run_dir))
-    docs = pq.read_table(shard_path(run_dir, "docs", k), columns=["doc_id", "text", "split"]).to_pylist()
+    docs = _read_input(shard_path(run_dir, "docs", k), ["doc_id", "text", "split"]).to_pylist()
     tokenized = tokenize_docs(tok, [d["text"] for d in docs])
     by_id = {d["doc_id"]: (d, t) for d, t in zip(docs, tokenized)}
     counters: Counter[str] = Counter()
@@ -276,7 +290,10 @@ def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
     for kind in ("docs", "recall"):
         path = shard_path(run_dir, kind, k)
         if path.is_file():
-            meta = pq.read_metadata(path)
+            try:
+                meta = pq.read_metadata(path)
+            except (OSError, pa.ArrowException) as err:
+                raise _unreadable(path, err) from None
             inputs[kind] = [(meta.metadata or {}).get(b"ingest_fingerprint", b"").decode(),
                             meta.num_rows, meta.serialized_size]
     sink = pa.BufferOutputStream()

@@ -211,3 +211,11 @@ def test_missing_inputs_say_which_stage_to_run(tmp_path, tok):
     (run / TOKENIZER_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="run the tokenizer stage"):
         run_shards(parse_config(CONFIG), run)
+
+
+def test_a_cut_off_docs_shard_is_one_clear_error(tmp_path, tok):
+    run = make_run(tmp_path, tok, shards=2)
+    path = shard_path(run, "docs", 1)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"shard_00001.parquet: unreadable docs shard .*rerun the ingest"):
+        run_shards(parse_config({**CONFIG, "shards": {"workers": 1}}), run)
