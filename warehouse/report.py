@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
 from collections import defaultdict
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from configs.schema import VARIANTS, RunConfig
+from extraction.normalize import canonical_relation, normalize_entity
 from warehouse.db import connect, db_path, insert_metrics
 from warehouse.shards import list_shards, write_text_atomically
 
+log = logging.getLogger(__name__)
 REPORT_DIR = "report"
 DISTANCE_METRIC = re.compile(r"recall_acc@(\d+)-(\d+)")
 EXTRACTION_ABLATION = "vs_oracle"
@@ -72,8 +79,9 @@ def distance_buckets(pairs: Iterable[tuple[int, bool]]) -> list[tuple[int, int, 
 
 # ---------------------------------------------------------------- extraction quality
 
+@lru_cache(maxsize=1 << 16)  # surface strings repeat across triplets and extractors
 def _fact_keys(subject: str, relation: str, obj: str) -> tuple[tuple, tuple]:
-    from extraction.normalize import canonical_relation, normalize_entity
+    """(strict key, relaxed key) of a fact: normalized (subject, relation, object), (subject, object)."""
     s, o = normalize_entity(subject), normalize_entity(obj)
     return (s, canonical_relation(relation), o), (s, o)
 
@@ -125,12 +133,17 @@ def extraction_quality(con, run_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def _gold_recalls(run_dir: Path, docs: set[str]) -> list[tuple[str, tuple, int]]:
-    """(doc_id, fact keys, char_start) of every gold recall span (synthetic runs only)."""
-    import pyarrow.parquet as pq
+    """(doc_id, fact keys, char_start) of every gold recall span (synthetic runs only; an
+    unreadable recall shard is left out with a warning: the coverage is optional)."""
     out = []
     for path in list_shards(run_dir, "recall"):
-        for r in pq.read_table(path, columns=["doc_id", "subject", "relation", "value",
-                                              "char_start"]).to_pylist():
+        try:
+            table = pq.read_table(path, columns=["doc_id", "subject", "relation", "value",
+                                                 "char_start"])
+        except (OSError, pa.ArrowException) as err:
+            log.warning("report: %s unreadable (%s); recall coverage leaves it out", path, err)
+            continue
+        for r in table.to_pylist():
             if r["doc_id"] in docs:
                 strict_key, relaxed_key = _fact_keys(r["subject"], r["relation"], r["value"])
                 out.append((r["doc_id"], (strict_key, relaxed_key), r["char_start"]))
