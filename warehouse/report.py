@@ -5,10 +5,11 @@ the model rows (variant, ablation "none" or a `triplet` ablation, split "val"): 
 `recall_bpb`, `recall_acc`, `compression`, `positions`, and `recall_acc@<lo>-<hi>` per
 statement-to-recall distance bucket (`distance_buckets`). This stage adds the extraction rows
 (variant = extractor, ablation "vs_oracle", split "all"): precision / recall / F1 of every
-non-oracle extractor against the oracle (gold) triplets of the same documents, strict (subject,
-relation, object equal after `extraction.normalize`) and relaxed (subject and object), the share
-of recalled facts (synthetic gold recall spans) the extractor stated before their recall, and the
-recall_acc gap between oracle and extracted memory with the part of it that extraction explains.
+non-oracle extractor against the oracle (gold) triplets of the same documents, scored by
+`extraction.score` (strict: subject, relation, object and polarity; relaxed: subject and
+object), the share of recalled facts (synthetic gold recall spans) the extractor stated before
+their recall, and the recall_acc gap between oracle and extracted memory with the part of it
+that extraction explains.
 
 The report has the variants table, the `triplet` ablations, extraction quality, the gap analysis,
 training loss curves (`train/<variant>.jsonl`) in `loss.png` and recall_acc against distance in
@@ -35,7 +36,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from configs.schema import VARIANTS, RunConfig
+from extraction.base import Document, Triplet
 from extraction.normalize import canonical_relation, normalize_entity
+from extraction.score import Dataset, DatasetError, load_dataset, score
 from warehouse.db import connect, db_path, insert_metrics
 from warehouse.shards import list_shards, write_text_atomically
 
@@ -86,49 +89,64 @@ def _fact_keys(subject: str, relation: str, obj: str) -> tuple[tuple, tuple]:
     return (s, canonical_relation(relation), o), (s, o)
 
 
-def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_gold if n_gold else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+def _gold_dataset(cfg: RunConfig, oracle: list[Triplet]) -> Dataset:
+    """The oracle triplets as `extraction.score`'s gold, matched as that scorer does for the
+    run's source (per sentence for synthetic; per document, with Re-DocRED's aliases)."""
+    by_doc: dict[str, list[Triplet]] = defaultdict(list)
+    for t in oracle:
+        by_doc[t.doc_id].append(t)
+    docs = [Document(doc_id, "", gold) for doc_id, gold in by_doc.items()]
+    if cfg.ingest.source != "redocred":
+        return Dataset(cfg.ingest.source, docs, per_sentence=True)
+    try:
+        src = cfg.ingest.redocred
+        aliases = load_dataset("redocred", src.path, src.limit).aliases
+    except DatasetError as err:
+        log.warning("report: Re-DocRED aliases unavailable (%s); scoring without them", err)
+        aliases = {}
+    return Dataset("redocred", docs, per_sentence=False, aliases=aliases)
 
 
-def extraction_quality(con, run_dir: Path) -> dict[str, dict[str, float]]:
-    """Per non-oracle extractor, scores against the oracle triplets on the documents that have them.
-
-    Micro-averaged over the set of distinct facts per document. `recall_fact_coverage` (synthetic
-    runs) is the share of gold recall spans whose fact the extractor states before the recall.
-    """
+def extraction_quality(con, cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, float]]:
+    """Per non-oracle extractor, `extraction.score.score` against the oracle triplets of the
+    documents that have them (strict keys include polarity), plus `recall_fact_coverage`
+    (synthetic runs): the share of gold recall spans whose fact the extractor stated, positively,
+    before the recall (strict and relaxed keys)."""
     rows = con.execute("""
-        SELECT doc_id, extractor, subject, relation, object, char_end FROM triplets
-        WHERE doc_id IN (SELECT doc_id FROM triplets WHERE extractor = 'oracle')""").fetchall()
-    strict: dict[tuple[str, str], set] = defaultdict(set)
-    relaxed: dict[tuple[str, str], set] = defaultdict(set)
-    stated: dict[tuple[str, str], list[tuple[tuple, tuple, int]]] = defaultdict(list)
-    for doc_id, extractor, subject, relation, obj, char_end in rows:
-        s_key, r_key = _fact_keys(subject, relation, obj)
-        strict[extractor, doc_id].add(s_key)
-        relaxed[extractor, doc_id].add(r_key)
-        stated[extractor, doc_id].append((s_key, r_key, char_end))
-    gold_docs = sorted({doc for ex, doc in strict if ex == "oracle"})
-    recalls = _gold_recalls(run_dir, set(gold_docs))
+        SELECT doc_id, subject, relation, object, negated, char_start, char_end, confidence,
+               extractor FROM triplets
+        WHERE doc_id IN (SELECT doc_id FROM triplets WHERE extractor = 'oracle')
+        ORDER BY triplet_id""").fetchall()
+    by_extractor: dict[str, list[Triplet]] = defaultdict(list)
+    for row in rows:
+        by_extractor[row[-1]].append(Triplet(*row))
+    if "oracle" not in by_extractor:
+        return {}
+    gold = _gold_dataset(cfg, by_extractor.pop("oracle"))
+    recalls = _gold_recalls(run_dir, {d.doc_id for d in gold.docs})
     out = {}
-    for extractor in sorted({ex for ex, _ in strict} - {"oracle"}):
-        scores: dict[str, float] = {"docs": len(gold_docs)}
-        for name, facts in (("strict", strict), ("relaxed", relaxed)):
-            tp = sum(len(facts[extractor, d] & facts["oracle", d]) for d in gold_docs)
-            n_pred = sum(len(facts[extractor, d]) for d in gold_docs)
-            n_gold = sum(len(facts["oracle", d]) for d in gold_docs)
-            p, r, f1 = _prf(tp, n_pred, n_gold)
-            scores.update({f"{name}_p": p, f"{name}_r": r, f"{name}_f1": f1})
-            if name == "strict":
-                scores.update({"gold_triplets": n_gold, "extracted_triplets": n_pred})
+    for extractor, triplets in sorted(by_extractor.items()):
+        s = score(triplets, gold)
+        scores = {"docs": len(gold.docs), "gold_triplets": s["gold"],
+                  "extracted_triplets": s["predicted"],
+                  **{f"{kind}_{m}": s[f"{kind}_{m}"] for kind in ("strict", "relaxed")
+                     for m in ("p", "r", "f1")}}
         if recalls:
-            for i, name in ((0, "recall_fact_coverage"), (1, "recall_fact_coverage_relaxed")):
-                covered = sum(any(keys[i] == recalled[i] and end <= start
-                                  for *keys, end in stated[extractor, doc_id])
-                              for doc_id, recalled, start in recalls)
-                scores[name] = covered / len(recalls)
+            scores.update(_recall_coverage(triplets, recalls))
         out[extractor] = scores
+    return out
+
+
+def _recall_coverage(triplets: list[Triplet], recalls: list[tuple[str, tuple, int]]) -> dict[str, float]:
+    stated: dict[str, list[tuple[tuple, tuple, int]]] = defaultdict(list)
+    for t in triplets:
+        if not t.negated:
+            stated[t.doc_id].append((*_fact_keys(t.subject, t.relation, t.object), t.char_end))
+    out = {}
+    for i, name in ((0, "recall_fact_coverage"), (1, "recall_fact_coverage_relaxed")):
+        covered = sum(any(keys[i] == recalled[i] and end <= start for *keys, end in stated[doc_id])
+                      for doc_id, recalled, start in recalls)
+        out[name] = covered / len(recalls)
     return out
 
 
@@ -216,7 +234,7 @@ def read_metrics(con) -> Metrics:
 
 def write_extraction_metrics(con, cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     """Score the extractors, add the gap rows, and replace the previous `vs_oracle` rows."""
-    quality = extraction_quality(con, run_dir)
+    quality = extraction_quality(con, cfg, run_dir)
     model_metrics = read_metrics(con)
     for extractor, scores in quality.items():
         scores.update(memory_gap(cfg, model_metrics, extractor, scores))
@@ -353,10 +371,10 @@ def extraction_section(quality: dict[str, dict[str, float]]) -> list[str]:
     if not quality:
         return lines + ["No gold (oracle) triplets and another extractor on the same documents in "
                         "this run: nothing to score.", ""]
-    lines += ["Each extractor against the oracle triplets of the same documents (micro-averaged "
-              "over distinct facts). Strict: subject, relation and object equal after "
-              "normalization; relaxed: subject and object. `recalled facts` is the share of gold "
-              "recall spans whose fact the extractor stated before the recall.", ""]
+    lines += ["Each extractor against the oracle triplets of the same documents, scored as "
+              "`python -m extraction.score` does. Strict: subject, relation, object and polarity "
+              "equal after normalization; relaxed: subject and object. `recalled facts` is the "
+              "share of gold recall spans whose fact the extractor stated before the recall.", ""]
     rows = [[f"`{ex}`", f"{s['docs']:.0f}", f"{s['gold_triplets']:.0f}",
              f"{s['extracted_triplets']:.0f}", _fmt(s["strict_p"]), _fmt(s["strict_r"]),
              _fmt(s["strict_f1"]), _fmt(s["relaxed_p"]), _fmt(s["relaxed_r"]),
