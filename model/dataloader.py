@@ -19,9 +19,12 @@ starts. Each rank holds the documents `i % world_size == rank` of the split (dis
     docs = load_documents(Path("runs/tiny"), "train", memory_source="oracle", rank=0, world_size=1)
     loader = WindowLoader(docs, WindowSpec("triplet", 64, 16, 1024), batch_size=16, seed=1337)
     batch = next(loader)
+
+    python -m model.dataloader --config configs/tiny.yaml --variant triplet   # loader tokens/s
 """
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +246,32 @@ def measure_tokens_per_second(loader: WindowLoader, batches: int) -> float:
     for _ in range(batches):
         tokens += next(loader).window_tokens
     return tokens / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from configs.schema import VARIANTS, ConfigError, exit_on_config_error, load_config
+    parser = argparse.ArgumentParser(description="Measure the dataloader's window tokens/s.")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--variant", choices=VARIANTS, default="triplet")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--batches", type=int, default=200)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        exit_on_config_error(err)
+    spec = WindowSpec(args.variant, cfg.model.sequence_len, cfg.model.memory_slots,
+                      cfg.train.full_context_cap)
+    start = time.perf_counter()
+    docs = load_documents(Path(args.runs_dir) / cfg.name, "train",
+                          cfg.train.memory_source if spec.uses_memory else None)
+    loaded = time.perf_counter() - start
+    loader = WindowLoader(docs, spec, cfg.train.device_batch_size, cfg.train.seed)
+    rate = measure_tokens_per_second(loader, args.batches)
+    print(f"{args.variant}: {len(docs)} train documents loaded in {loaded:.2f} s, "
+          f"{len(loader.windows)} windows; {rate:,.0f} window tokens/s "
+          f"(batch {cfg.train.device_batch_size} x T {cfg.model.sequence_len})")
+
+
+if __name__ == "__main__":
+    main()
