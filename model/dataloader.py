@@ -142,6 +142,10 @@ def load_documents(run_dir: Path, split: str, memory_source: str | None,
             spans = [(s["start"], s["end"], s["stated_pos"]) for s in doc["recall_spans"]]
             docs.append(Document(doc["doc_id"], tokens, recall, spans,
                                  memory_rows(memory.get(doc["doc_id"], ()))))
+    if memory_source is not None and docs and not any(d.memory for d in docs):
+        raise ValueError(f"{Path(run_dir) / 'memory'}: no memory rows from extractor "
+                         f"{memory_source!r} for the {split} documents: add it to extract.backends "
+                         "and rerun extract and shards, or pick another memory source")
     return docs
 
 

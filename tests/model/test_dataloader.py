@@ -74,7 +74,8 @@ def test_memory_rows_of_the_chosen_extractor_only(toy_run):
     spacy, = load_documents(runs / "toy", "val", "spacy")
     assert oracle.tokens[3] == oracle.memory[0].object[0]  # the oracle row states the true value
     assert spacy.memory[0].object == (150,)
-    assert load_documents(runs / "toy", "val", "vllm")[0].memory == []
+    with pytest.raises(ValueError, match="no memory rows from extractor 'vllm'"):
+        load_documents(runs / "toy", "val", "vllm")
     assert load_documents(runs / "toy", "val", None)[0].memory == []
     assert oracle.recall_spans == [(27, 28, 5)] and oracle.recall.nonzero()[0].tolist() == [27]
 
@@ -102,3 +103,11 @@ def test_resumed_loader_yields_the_identical_sequence(toy_run):
 def test_missing_shards_name_the_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the shards stage first"):
         load_documents(tmp_path, "train", "oracle")
+
+
+def test_memory_source_matches_the_extractor_by_prefix():
+    import pyarrow as pa
+    from model.dataloader import source_matches
+    sources = pa.array(["vllm:Qwen/Qwen2.5-7B", "vllm", "vllmx", "oracle", "spacy"])
+    assert source_matches(sources, "vllm").to_pylist() == [True, True, False, False, False]
+    assert source_matches(sources, "oracle").to_pylist() == [False, False, False, True, False]
