@@ -123,7 +123,9 @@ def char_span_tokens(doc: TokenizedDoc, char_start: int, char_end: int) -> tuple
     """Document token range [start, end) of the tokens overlapping characters [char_start, char_end)."""
     if char_end <= char_start:
         return (token_pos(doc, char_start),) * 2
-    first = bisect_right(doc.ends, char_start)  # first text token ending after char_start
+    # first token ending after char_start, or starting at it: a character split over several
+    # byte-level tokens gives its leading-byte tokens the empty span (c, c), and they belong too
+    first = min(bisect_right(doc.ends, char_start), bisect_left(doc.starts, char_start))
     stop = bisect_left(doc.starts, char_end)  # first text token starting at or after char_end
     return 1 + first, 1 + max(first, stop)
 

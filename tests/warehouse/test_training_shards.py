@@ -81,6 +81,17 @@ def test_char_span_tokens_cover_exactly_the_overlapping_tokens(tok):
     assert char_span_tokens(doc, cs, cs)[0] == char_span_tokens(doc, cs, cs)[1]  # empty span
 
 
+def test_char_span_tokens_keep_every_byte_of_a_split_character(tok):
+    # a character the BPE splits over several byte tokens: its leading-byte tokens have empty
+    # character spans and must still belong to the span
+    text = "say \u2603 now and \u6771\u4eac later"
+    (doc,) = tokenize_docs(tok, [text])
+    for value in ("\u2603", "\u6771\u4eac"):
+        cs = text.index(value)
+        start, end = char_span_tokens(doc, cs, cs + len(value))
+        assert tok.decode(doc.tokens[start:end]).strip() == value
+
+
 def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
     run = make_run(tmp_path, tok)
     cfg = parse_config(CONFIG)
