@@ -25,7 +25,9 @@ territorial entity") that an open extractor never writes, so strict F1 there is 
 relaxed F1 is the figure to compare.
 
 Throughput: whitespace-separated words of the documents per second of `backend.extract` (model
-loading excluded), so every backend is measured in the same unit. With --json the last line is
+loading excluded), so every backend is measured in the same unit; `tokens_per_cpu_s` divides by
+this process's CPU time instead, the per-core figure on a shared machine (spaCy with n_process=1;
+worker processes' CPU time is not counted). With --json the last line is
 one JSON object (strict_p, strict_r, strict_f1, relaxed_p, relaxed_r, relaxed_f1, tokens_per_s,
 docs, words, seconds, docs_with_triplets, errors, ...). A missing or malformed data file: one line,
 exit status 2.
@@ -182,14 +184,15 @@ def score(triplets: list[Triplet], data: Dataset) -> dict[str, float | int]:
 def evaluate(backend_name: str, data: Dataset, cfg: ExtractConfig | None = None) -> dict[str, Any]:
     """Run a backend over the data set and score it (the CLI's work, as a function)."""
     backend = make_backend(backend_name, cfg or ExtractConfig())
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     triplets, errors = backend.extract(data.docs)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     words = sum(len(d.text.split()) for d in data.docs)
     with_triplets = len({t.doc_id for t in triplets})
     return {
         "backend": backend_name, "dataset": data.name, **score(triplets, data),
         "tokens_per_s": words / seconds if seconds > 0 else 0.0, "token_unit": "whitespace words",
+        "tokens_per_cpu_s": words / cpu_seconds if cpu_seconds > 0 else 0.0,
         "docs": len(data.docs), "words": words, "seconds": seconds,
         "docs_with_triplets": with_triplets / len(data.docs) if data.docs else 0.0,
         "errors": len(errors),
@@ -204,8 +207,9 @@ def format_table(r: dict[str, Any]) -> str:
     ]
     for kind in ("strict", "relaxed"):
         lines.append(f"{kind:9}{r[f'{kind}_p']:>10.3f}{r[f'{kind}_r']:>9.3f}{r[f'{kind}_f1']:>8.3f}")
-    lines.append(f"throughput: {r['tokens_per_s']:,.0f} {r['token_unit']}/s "
-                 f"({r['seconds']:.2f} s); docs with >= 1 triplet: {r['docs_with_triplets']:.1%}; "
+    lines.append(f"throughput: {r['tokens_per_s']:,.0f} {r['token_unit']}/s wall "
+                 f"({r['seconds']:.2f} s), {r['tokens_per_cpu_s']:,.0f}/s of this process's CPU "
+                 f"time; docs with >= 1 triplet: {r['docs_with_triplets']:.1%}; "
                  f"extraction errors: {r['errors']}")
     return "\n".join(lines)
 
