@@ -33,7 +33,8 @@ def losses(log):
 
 
 def test_two_process_run_checkpoints_and_resumes_exactly(toy_run):
-    config, runs = toy_run(num_docs=60)
+    # 8 windows x 16 tokens x 2 ranks = 256 tokens per micro-step: 2 accumulated micro-steps
+    config, runs = toy_run(num_docs=60, total_batch_size=512)
     run_dir = runs / "toy"
     log = run_dir / "train" / "triplet.jsonl"
     out = torchrun(config, runs)
@@ -72,6 +73,17 @@ def test_bad_input_exits_with_one_line(toy_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", str(bad), "--variant", "window"])
     assert exit_info.value.code == 2 and "train.stepz: unknown key" in capsys.readouterr().err
+
+
+def test_total_batch_size_sets_gradient_accumulation():
+    from configs.schema import parse_config
+    from model.train import TrainInputError, grad_accum_steps
+    cfg = parse_config({"name": "x", "model": {"sequence_len": 16},
+                        "train": {"device_batch_size": 4, "total_batch_size": 256}})
+    assert grad_accum_steps(cfg, world_size=2) == 2 and grad_accum_steps(cfg, world_size=4) == 1
+    with pytest.raises(TrainInputError, match=r"multiple of device_batch_size x sequence_len x "
+                                              r"processes \(192\)"):
+        grad_accum_steps(cfg, world_size=3)
 
 
 def test_lr_schedule_warms_up_holds_and_warms_down():
