@@ -228,8 +228,8 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
                       "tokens_per_s": tokens_per_step / seconds, "seconds": seconds}
             line = (f"step {done}/{total} | loss {loss_value:.4f} | lr {record['lr']:.4f} | "
                     f"{record['tokens_per_s']:,.0f} tok/s")
-            if peak is not None:  # positions of this rank x ranks, memory slots included
-                record["mfu"] = flops_per_position * positions * world_size / seconds / (peak * world_size)
+            if peak is not None:  # this rank's positions (memory slots included) vs one GPU's peak
+                record["mfu"] = flops_per_position * positions / seconds / peak
                 line += f" | mfu {100 * record['mfu']:.1f}%"
             print(line, flush=True)
             with log_file.open("a") as f:
