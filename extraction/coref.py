@@ -10,9 +10,9 @@ pronouns it resolved; the spaCy backend puts that string where the pronoun was.
   synthetic corpus refers to whoever was named last ("A knows B. He ..." is B), and on real text
   recency with gender agreement is the usual rule baseline. A shorter mention of an earlier full
   name ("Curie" after "Marie Curie") resolves to the full name.
-  Person or not: spaCy's PERSON label when the pipeline has NER; otherwise a name is a non-person
-  when it is the object of a preposition ("in Warsaw", "at Tessaly Labs") or ends in an
-  organisation word ("Labs", "University"), and a person otherwise.
+  Person or not, without NER (the backend leaves it out for speed): a name is a non-person when it
+  is the object of a preposition ("in Warsaw", "at Tessaly Labs") or ends in an organisation word
+  ("Labs", "University"), and a person otherwise.
 - `NeuralCoref` (`resolver: neural`): fastcoref weights from the LOCAL folder
   `extract.coref.neural_model_path`. Nothing is ever downloaded; when the folder or the package is
   missing, `make_resolver` logs one line and falls back to the rules.
@@ -47,8 +47,6 @@ INSTITUTION_WORDS = ORG_WORDS | {
     "county", "district", "island", "islands", "gulf", "bay", "lake", "mount", "cape", "arts",
     "sciences", "commission", "committee", "service", "center", "centre", "hospital", "library",
     "research", "mechanics", "technology", "fund", "bureau", "army", "navy", "force", "assembly"}
-PERSON_LABELS = {"PERSON"}
-THING_LABELS = {"ORG", "GPE", "LOC", "FAC", "PRODUCT", "WORK_OF_ART", "EVENT", "NORP", "LAW"}
 
 
 class CorefResolver(Protocol):
@@ -76,13 +74,9 @@ def is_name_word(token: Token) -> bool:
 
 
 def name_span(token: Token) -> Span:
-    """The name around `token`: its NER entity, or the run of adjacent capitalized words (plus a
-    proper-noun "of" phrase after an institution word: "Bank of Oslo")."""
+    """The name around `token`: the run of adjacent capitalized words (plus a proper-noun "of"
+    phrase after an institution word: "Bank of Oslo")."""
     doc = token.doc
-    if token.ent_type_ and token.ent_iob_ in ("B", "I"):
-        ent = next(e for e in doc.ents if e.start <= token.i < e.end)
-        start = ent.start + (1 if doc[ent.start].lower_ == "the" and len(ent) > 1 else 0)
-        return doc[start:ent.end]
     sent = token.sent
     start = token.i
     while start > sent.start and is_name_word(doc[start - 1]):
@@ -97,10 +91,6 @@ def name_span(token: Token) -> Span:
 
 
 def _is_person(head: Token, span: Span) -> bool:
-    if head.ent_type_ in PERSON_LABELS:
-        return True
-    if head.ent_type_ in THING_LABELS:
-        return False
     if span[-1].lower_ in ORG_WORDS:
         return False
     role = head.dep_ if head.dep_ != "conj" else head.head.dep_
@@ -111,7 +101,6 @@ class RuleCoref:
     """Pronoun -> most recent compatible name (see the module docstring)."""
 
     def resolve(self, doc: Doc) -> dict[int, str]:
-        use_ner = doc.has_annotation("ENT_IOB")
         entities: dict[str, _Entity] = {}  # key: fullest name
         history: list[_Entity] = []  # mentions in document order (most recent last)
         resolved: dict[int, str] = {}
@@ -126,10 +115,8 @@ class RuleCoref:
                         target.gender = PERSON_PRONOUNS[lower]  # learned for later pronouns
                     history.append(target)
                 continue
-            if token.pos_ != "PROPN" or token.i < covered or (use_ner and not token.ent_type_):
-                continue
-            if token.dep_ == "pobj" and token.head.lower_ == "of" and token.head.head.pos_ == "PROPN":
-                continue  # the "of" part of "Bank of Oslo" is not a mention of its own
+            if token.pos_ != "PROPN" or token.i < covered:
+                continue  # the rest of a name already seen ("Quell" of "Mara Quell")
             span = name_span(token)
             covered = span.end
             history.append(self._entity(span, _is_person(span.root, span), entities))

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_dataset(args.dataset, args.path, args.limit)
         result = evaluate(args.backend, data)
-    except (DatasetError, ValueError, RuntimeError) as err:
+    except (DatasetError, ValueError, RuntimeError, ImportError) as err:
         print(f"extraction.score: {err}", file=sys.stderr)
         return 2
     print(format_table(result))

@@ -111,3 +111,12 @@ def test_cli_malformed_file_is_one_line_and_exit_2(tmp_path):
     out = run_cli("--backend", "oracle", "--dataset", "conll04", "--path", str(bad))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "cannot read CoNLL04 JSON" in out.stderr
+
+
+def test_cli_missing_optional_backend_is_one_line_and_exit_2():
+    import importlib.util
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here; this checks the message where it is not")
+    out = run_cli("--backend", "vllm", "--dataset", "conll04", "--limit", "2")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "pip install" in out.stderr
