@@ -5,8 +5,9 @@
     # -> (Marie Curie, was born in, Warsaw), extractor "spacy", span = the sentence
 
 Pipeline: only tok2vec, tagger, parser and attribute_ruler run (the rules need POS tags and the
-parse; sentences come from the parser). NER and the lemmatizer are excluded: together they halve
-the throughput, and relation strings are lemmatized later by `extraction.normalize`.
+parse; sentences come from the parser). NER would cost 1.8x the CPU time (BENCHMARKS.md,
+"Extraction quality") and the rules tell persons from places without it; the lemmatizer is
+unneeded because relation strings are lemmatized later by `extraction.normalize`.
 
 Rules, per predicate (a verb or copula with a subject, its own or inherited):
 - subject: nsubj/nsubjpass and their conjuncts ("Bob and Carol moved ..."); a verb coordinated
