@@ -95,18 +95,17 @@ def _nfkc_lower(s: str) -> str:
 def normalize_entity(s: str, casefold: bool = True) -> str:
     """Entity key: NFKC, one space between words, no leading the/a/an, no possessive 's or edge
     punctuation, case-folded (pass casefold=False for a display form that keeps the case)."""
-    s = _SPACES.sub(" ", unicodedata.normalize("NFKC", s)).strip(_EDGE_PUNCT)
-    while True:
+    s = _SPACES.sub(" ", unicodedata.normalize("NFKC", s))
+    before = None
+    while s != before:  # until nothing more comes off, so a key normalizes to itself
+        before = s
+        s = s.strip(_EDGE_PUNCT)
         head, _, rest = s.partition(" ")
         if rest and head.casefold() in _DETERMINERS:
-            s = rest.lstrip(_EDGE_PUNCT)
-            continue
-        break
-    for suffix in ("'s", "’s", "'"):
-        if s.casefold().endswith(suffix) and len(s) > len(suffix):
-            s = s[: -len(suffix)]
-            break
-    s = s.strip(_EDGE_PUNCT)
+            s = rest
+        for suffix in ("'s", "’s"):
+            if s.casefold().endswith(suffix) and len(s) > len(suffix):
+                s = s[: -len(suffix)]
     return s.casefold() if casefold else s
 
 

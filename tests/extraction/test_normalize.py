@@ -60,3 +60,14 @@ def test_synonyms_map_updates_to_the_stated_relation():
     # the table is keyed and valued by normalized forms, so it is stable under normalization
     for key, value in RELATION_SYNONYMS.items():
         assert normalize_relation(key) == key and normalize_relation(value) == value
+
+
+def test_entity_keys_are_fixed_points_and_never_raise():
+    import random
+    rng = random.Random(0)
+    alphabet = "abcXYZ '’.,-\u00a0\u200b\uff21éß🙂\n\t" + "the a an 's "
+    for _ in range(5000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        key = normalize_entity(s)
+        assert normalize_entity(key) == key, s
+        assert isinstance(normalize_relation(s), str) and isinstance(canonical_relation(s), str)
