@@ -2,7 +2,8 @@
 
 The rule (one function, `allowed`, used by the SDPA mask and the FlexAttention mask_mod alike):
 - a memory query sees the valid memory keys only (an invalid slot also sees itself, so no row is
-  ever empty and nothing turns into NaN; invalid slots are never read by anything else);
+  ever empty and nothing turns into NaN; invalid slots are never read by anything else, and the
+  flash backend, which packs valid slots only, gives them a zero output instead);
 - token `t_i` sees every valid memory key and the tokens `t_j`, `j <= i`.
 
 Rotary placement of memory (`memory_rope`):
