@@ -343,6 +343,23 @@ def config_fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_version(paths: tuple[str, ...]) -> str:
+    """Hash of source files/folders (repo-relative): a stage's code, so editing it reruns the stage."""
+    import hashlib
+    h = hashlib.sha256()
+    for rel in paths:
+        root = REPO_ROOT / rel
+        files = sorted(root.rglob("*.py")) + sorted(root.rglob("*.sql")) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                h.update(str(f.relative_to(REPO_ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def exit_on_config_error(err: ConfigError) -> NoReturn:
     print(f"config error: {err}", file=sys.stderr)
     raise SystemExit(2)

@@ -30,8 +30,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import ConfigError, RunConfig, config_fingerprint, exit_on_config_error, \
-    load_config, stage_section
+from configs.schema import ConfigError, RunConfig, code_version, config_fingerprint, \
+    exit_on_config_error, load_config, stage_section
 from extraction.base import TRIPLET_SCHEMA, Backend, Document, ExtractionError, Triplet
 from extraction.registry import make_backend
 from warehouse.db import connect, register_shard_views
@@ -56,7 +56,6 @@ class ExtractStageError(RuntimeError):
 
 
 def _code_version() -> str:
-    from tasks.stage import code_version  # the spine's definition, so both agree on "changed"
     return code_version(("extraction",))
 
 

@@ -12,7 +12,6 @@ keyed the same way, and a stage whose outputs vanished from disk is refreshed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -21,10 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from configs.schema import RunConfig, config_fingerprint, stage_section
+from configs.schema import RunConfig, code_version, config_fingerprint, stage_section
 from warehouse.shards import write_text_atomically
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
@@ -69,19 +67,6 @@ def select_stages(plan: list[StageSpec], names: list[str] | None) -> list[StageS
                          + ", ".join(dict.fromkeys(s.name.split("-")[0] for s in plan)))
     return [s for s in plan
             if s.name in names or ("train" in names and s.name.startswith("train-"))]
-
-
-def code_version(paths: tuple[str, ...]) -> str:
-    """Hash of the stage's source files, so editing its code reruns it."""
-    h = hashlib.sha256()
-    for rel in paths:
-        root = REPO_ROOT / rel
-        files = sorted(root.rglob("*.py")) + sorted(root.rglob("*.sql")) if root.is_dir() else [root]
-        for f in files:
-            if f.is_file():
-                h.update(str(f.relative_to(REPO_ROOT)).encode())
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def manifest_path(run_dir: Path, spec: StageSpec) -> Path:

@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from configs.schema import RunConfig, config_fingerprint, stage_section
+from configs.schema import RunConfig, code_version, config_fingerprint, stage_section
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
 from warehouse.db import connect, register_shard_views
 from warehouse.shards import list_shards, shard_index, shard_path, write_parquet_atomically
@@ -287,7 +287,6 @@ def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
                       triplets: pa.Table) -> str:
     """What tokens/memory shard k depend on: the stage's settings and code, the tokenizer, docs
     shard k (ingest's footer fingerprint), its recall shard and its triplets."""
-    from tasks.stage import code_version  # the spine's definition, so both agree on "changed"
     inputs = {}
     for kind in ("docs", "recall"):
         path = shard_path(run_dir, kind, k)
