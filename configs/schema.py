@@ -363,3 +363,11 @@ def code_version(paths: tuple[str, ...]) -> str:
 def exit_on_config_error(err: ConfigError) -> NoReturn:
     print(f"config error: {err}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def load_config_or_exit(path: str | Path) -> RunConfig:
+    """For CLIs: the validated config, or the one-line error and exit status 2."""
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        exit_on_config_error(err)

@@ -38,8 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import ConfigError, RunConfig, config_fingerprint, exit_on_config_error, \
-    load_config, stage_section
+from configs.schema import RunConfig, config_fingerprint, load_config_or_exit, stage_section
 from corpora.records import CorpusError, Record
 from extraction.base import TRIPLET_SCHEMA
 from warehouse.db import connect, register_shard_views
@@ -243,10 +242,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, type=Path, help="the run folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     try:
         result = run_ingest(cfg, args.run)
     except CorpusError as err:

@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pyarrow as pa
 
-from configs.schema import ConfigError, RunConfig, exit_on_config_error, load_config
+from configs.schema import RunConfig, load_config_or_exit
 from corpora.synthetic import FUNCTIONAL_RELATIONS as SYNTHETIC_FUNCTIONAL
 from extraction.normalize import canonical_relation, normalize_entity
 from warehouse.db import connect
@@ -364,10 +364,7 @@ def main() -> None:
         return
     if not (args.config and args.run):
         parser.error("give --config and --run (the stage) or --redocred FILE (the measurement)")
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     print(json.dumps(run_canonicalize(cfg, args.run)))
 
 

@@ -30,8 +30,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import ConfigError, RunConfig, code_version, config_fingerprint, \
-    exit_on_config_error, load_config, stage_section
+from configs.schema import RunConfig, code_version, config_fingerprint, load_config_or_exit, \
+    stage_section
 from extraction.base import TRIPLET_SCHEMA, Backend, Document, ExtractionError, Triplet
 from extraction.registry import make_backend
 from warehouse.db import connect, register_shard_views
@@ -218,10 +218,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, type=Path, help="the run folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     try:
         result = run_extract(cfg, args.run)
     except ExtractStageError as err:

@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from prefect import flow
 
-from configs.schema import ConfigError, RunConfig, dump_config, exit_on_config_error, load_config
+from configs.schema import RunConfig, dump_config, load_config, load_config_or_exit
 from tasks.stage import (MissingUpstream, StageSpec, cache_key, is_current, plan_stages,
                          read_manifest, select_stages, upstream_fingerprints)
 from warehouse.shards import write_text_atomically
@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", help="comma-separated stages to rerun even if cached")
     ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     stages, force = _csv_list(args.stages), _csv_list(args.force)
     try:
         select_stages(plan_stages(cfg), (stages or []) + (force or []))

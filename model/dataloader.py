@@ -253,17 +253,14 @@ def measure_tokens_per_second(loader: WindowLoader, batches: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from configs.schema import VARIANTS, ConfigError, exit_on_config_error, load_config
+    from configs.schema import VARIANTS, load_config_or_exit
     parser = argparse.ArgumentParser(description="Measure the dataloader's window tokens/s.")
     parser.add_argument("--config", required=True)
     parser.add_argument("--variant", choices=VARIANTS, default="triplet")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--batches", type=int, default=200)
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     spec = WindowSpec(args.variant, cfg.model.sequence_len, cfg.model.memory_slots,
                       cfg.train.full_context_cap)
     start = time.perf_counter()

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from configs.schema import BACKENDS, ConfigError, RunConfig, exit_on_config_error, load_config
+from configs.schema import BACKENDS, RunConfig, load_config_or_exit
 from model.checkpoint import latest_checkpoint, load_weights, step_folder
 from model.dataloader import Batch, Document, WindowSpec, document_windows, load_documents, make_batch
 from model.gpt import GPT, GPTConfig
@@ -169,10 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     try:
         result = evaluate_variant(cfg, Path(args.runs_dir) / cfg.name, args.variant, args.memory, args.step)
     except (ValueError, FileNotFoundError) as err:

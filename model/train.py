@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configs.schema import VARIANTS, ConfigError, RunConfig, exit_on_config_error, load_config
+from configs.schema import VARIANTS, RunConfig, load_config_or_exit
 from model.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                               set_rng_state)
 from model.dataloader import WindowLoader, WindowSpec, load_documents
@@ -267,10 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="stop after this step of the schedule (default: train.steps)")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     run_dir = Path(args.runs_dir) / cfg.name
     try:
         train(cfg, run_dir, args.variant, resume=args.resume, stop_step=args.steps)

@@ -489,15 +489,12 @@ def build_report(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    from configs.schema import ConfigError, exit_on_config_error, load_config
+    from configs.schema import load_config_or_exit
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
     args = parser.parse_args()
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     result = build_report(cfg, args.run)
     print(f"report: {args.run / result['outputs'][0]}")
 

@@ -391,7 +391,7 @@ def run_shards(cfg: RunConfig, run_dir: Path,
 
 
 def main() -> None:
-    from configs.schema import ConfigError, exit_on_config_error, load_config
+    from configs.schema import load_config_or_exit
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
@@ -399,10 +399,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true",
                         help="delete the existing tokens and memory shards first (rebuild all)")
     args = parser.parse_args()
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        exit_on_config_error(err)
+    cfg = load_config_or_exit(args.config)
     if args.workers:
         cfg = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"workers": args.workers})})
     if args.force:
