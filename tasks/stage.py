@@ -39,6 +39,12 @@ class StageSpec:
         return self.name.replace("train-", "train/", 1)
 
 
+# the model code a trained checkpoint depends on (evaluation code and benchmarks are not in it)
+MODEL_CODE = ("model/gpt.py", "model/attention.py", "model/triplet_encoder.py", "model/memory.py",
+              "model/dataloader.py")
+TRAIN_CODE = (*MODEL_CODE, "model/optim.py", "model/checkpoint.py", "model/train.py", "tasks/train.py")
+
+
 def plan_stages(cfg: RunConfig) -> list[StageSpec]:
     """All stages of a run in execution order (one training stage per variant)."""
     trains = tuple(f"train-{v}" for v in cfg.train.variants)
@@ -50,8 +56,8 @@ def plan_stages(cfg: RunConfig) -> list[StageSpec]:
                   ("extraction/canonicalize.py", "extraction/normalize.py")),
         StageSpec("shards", "shards", ("tokenizer", "canonicalize"),
                   ("warehouse/training_shards.py", "model/tokenizer.py")),
-        *(StageSpec(t, "train", ("shards",), ("model",)) for t in trains),
-        StageSpec("evaluate", "evaluate", trains, ("model", "tasks/evaluate.py")),
+        *(StageSpec(t, "train", ("shards",), TRAIN_CODE) for t in trains),
+        StageSpec("evaluate", "evaluate", trains, (*MODEL_CODE, "model/evaluate.py", "tasks/evaluate.py")),
         StageSpec("report", "report", ("evaluate", "canonicalize"), ("warehouse/report.py",)),
     ]
 
