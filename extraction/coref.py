@@ -46,7 +46,7 @@ INSTITUTION_WORDS = ORG_WORDS | {
     "court", "office", "board", "bureau", "embassy", "academy", "union", "federation", "league",
     "county", "district", "island", "islands", "gulf", "bay", "lake", "mount", "cape", "arts",
     "sciences", "commission", "committee", "service", "center", "centre", "hospital", "library",
-    "research", "mechanics", "technology", "fund", "bureau", "army", "navy", "force", "assembly"}
+    "research", "mechanics", "technology", "fund", "army", "navy", "force", "assembly"}
 
 
 class CorefResolver(Protocol):

@@ -153,6 +153,14 @@ def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def _items(ts: list[Triplet], aliases: dict[str, str], key_index: int,
+           per_sentence: bool) -> set[tuple[Hashable, int, int]]:
+    """Match items: the strict (0) or relaxed (1) key, with the sentence span when per sentence."""
+    if not per_sentence:  # document-level: one item per distinct key
+        return {(_keys(t, aliases)[key_index], 0, 0) for t in ts}
+    return {(_keys(t, aliases)[key_index], t.char_start, t.char_end) for t in ts}
+
+
 def score(triplets: list[Triplet], data: Dataset) -> dict[str, float | int]:
     """Strict and relaxed precision/recall/F1 of `triplets` against the data set's gold."""
     pred_by_doc: dict[str, list[Triplet]] = defaultdict(list)
@@ -162,11 +170,8 @@ def score(triplets: list[Triplet], data: Dataset) -> dict[str, float | int]:
     for doc in data.docs:
         aliases = data.aliases.get(doc.doc_id, {})
         for i, kind in enumerate(("strict", "relaxed")):
-            def items(ts: list[Triplet]) -> set[tuple[Hashable, int, int]]:
-                if not data.per_sentence:  # document-level: one item per distinct key
-                    return {(_keys(t, aliases)[i], 0, 0) for t in ts}
-                return {(_keys(t, aliases)[i], t.char_start, t.char_end) for t in ts}
-            pred, gold = items(pred_by_doc.get(doc.doc_id, [])), items(doc.gold)
+            pred = _items(pred_by_doc.get(doc.doc_id, []), aliases, i, data.per_sentence)
+            gold = _items(doc.gold, aliases, i, data.per_sentence)
             c = counts[kind]
             c[0] += _count_matches(pred, gold, data.per_sentence)
             c[1] += len(pred)
