@@ -19,7 +19,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Callable, Literal, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -371,3 +371,24 @@ def load_config_or_exit(path: str | Path) -> RunConfig:
         return load_config(path)
     except ConfigError as err:
         exit_on_config_error(err)
+
+
+def stage_main(doc: str, work: Callable[[RunConfig, Path], dict[str, Any]],
+               errors: tuple[type[Exception], ...], argv: list[str] | None = None) -> None:
+    """`python -m <stage module> --config C --run R`: one stage's plain function, without Prefect.
+
+    Bad input the stage reports as one of `errors` ends as one line and exit status 1.
+    """
+    import argparse
+    import logging
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = load_config_or_exit(args.config)
+    try:
+        result = work(cfg, args.run)
+    except errors as err:
+        raise SystemExit(f"error: {err}") from None
+    print(result["rows"], result["counters"])

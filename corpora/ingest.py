@@ -27,7 +27,6 @@ and the shard views are (re)registered (`docs_shards`, plus `gold_shards` / `rec
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import logging
@@ -38,7 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import RunConfig, config_fingerprint, load_config_or_exit, stage_section
+from configs.schema import RunConfig, config_fingerprint, stage_main, stage_section
 from corpora.records import CorpusError, Record
 from extraction.base import TRIPLET_SCHEMA
 from warehouse.db import connect, register_shard_views
@@ -237,17 +236,7 @@ def run_ingest(cfg: RunConfig, run_dir: Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--run", required=True, type=Path, help="the run folder")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = load_config_or_exit(args.config)
-    try:
-        result = run_ingest(cfg, args.run)
-    except CorpusError as err:
-        raise SystemExit(f"ingest error: {err}")
-    print(result["rows"], result["counters"])
+    stage_main(__doc__, run_ingest, (CorpusError,))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ canonicalize) and `extraction_errors`, plus the shard views.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import RunConfig, code_version, config_fingerprint, load_config_or_exit, \
+from configs.schema import RunConfig, code_version, config_fingerprint, stage_main, \
     stage_section
 from extraction.base import TRIPLET_SCHEMA, Backend, Document, ExtractionError, Triplet
 from extraction.registry import make_backend
@@ -213,17 +212,7 @@ def _remove_stale_shards(run_dir: Path, keep: set[int]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--run", required=True, type=Path, help="the run folder")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = load_config_or_exit(args.config)
-    try:
-        result = run_extract(cfg, args.run)
-    except ExtractStageError as err:
-        raise SystemExit(f"extract error: {err}")
-    print(result["rows"], result["counters"])
+    stage_main(__doc__, run_extract, (ExtractStageError,))
 
 
 if __name__ == "__main__":
