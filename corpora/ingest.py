@@ -28,6 +28,7 @@ and the shard views are (re)registered (`docs_shards`, plus `gold_shards` / `rec
 from __future__ import annotations
 
 import dataclasses
+from itertools import islice
 import hashlib
 import logging
 from collections import Counter
@@ -121,17 +122,6 @@ def clean_records(records: Iterable[Record], counters: Counter[str]) -> Iterator
         yield rec if text is rec.text else dataclasses.replace(rec, text=text)
 
 
-def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for rec in records:
-        batch.append(rec)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def shard_tables(docs: list[Record], kinds: tuple[str, ...], val_fraction: float,
                  fingerprint: str) -> dict[str, pa.Table]:
     """The tables of one shard: docs plus its side kinds, stamped with the config fingerprint."""
@@ -207,7 +197,9 @@ def run_ingest(cfg: RunConfig, run_dir: Path,
     counters: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
     _remove_temp_files(run_dir)
     done = shards = gold_rows = recall_rows = 0
-    for k, docs in enumerate(_batches(clean_records(records, counters), ing.docs_per_shard)):
+    cleaned = clean_records(records, counters)
+    shards = iter(lambda: list(islice(cleaned, ing.docs_per_shard)), [])  # lists of docs_per_shard
+    for k, docs in enumerate(shards):
         counts = {"docs": len(docs), "gold": sum(len(d.gold or []) for d in docs),
                   "recall": sum(len(d.recalls or []) for d in docs)}
         paths = {kind: shard_path(run_dir, kind, k) for kind in (*kinds, "docs")}

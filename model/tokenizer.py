@@ -12,7 +12,7 @@ shards and saves `runs/<name>/tokenizer/tokenizer.json`:
 """
 from __future__ import annotations
 
-from itertools import accumulate
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -105,17 +105,6 @@ class TextTokenizer:
         return cls(tokenizer)
 
 
-def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> TextTokenizer:
     """Train byte-level BPE with `<|bos|>`; the vocabulary may come out smaller on tiny corpora."""
     tokenizer = Tokenizer(models.BPE())
@@ -124,7 +113,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> TextTokenizer:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=[BOS], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(_batches(texts, _TRAIN_BATCH), trainer=trainer)
+    texts = iter(texts)
+    batches = iter(lambda: list(islice(texts, _TRAIN_BATCH)), [])
+    tokenizer.train_from_iterator(batches, trainer=trainer)
     return TextTokenizer(tokenizer)
 
 

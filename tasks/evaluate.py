@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from configs.schema import RunConfig
+from configs.schema import VARIANTS, RunConfig
 from tasks.stage import stage_task
 from warehouse.shards import write_text_atomically
 
@@ -58,10 +58,9 @@ def run_evaluate(cfg: RunConfig, run_dir: Path,
                                      Path(run_dir) / "eval" / f"{variant}.json")
         outputs.append(str(path.relative_to(run_dir)))
     con = connect(run_dir)
-    try:  # replace this run's model metrics in one transaction (reruns never duplicate rows)
+    try:  # replace every model metric in one transaction: no duplicates, no rows of dropped variants
         con.execute("BEGIN")
-        con.execute("DELETE FROM metrics WHERE variant IN (SELECT unnest(?))",
-                    [list(cfg.train.variants)])
+        con.execute("DELETE FROM metrics WHERE variant IN (SELECT unnest(?))", [list(VARIANTS)])
         insert_metrics(con, rows)
         con.execute("COMMIT")
     finally:
