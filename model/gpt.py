@@ -10,6 +10,13 @@ Parameter-free RMSNorm, rotary (base 100000), QK-norm (then x1.2), ReLU^2 MLP 4x
 vocab padded to a multiple of 64, logits soft-capped 15*tanh(x/15) in fp32, cross-entropy with
 ignore index -1. Output projections start at zero, lm_head at std 0.001.
 
+Optional short convolution (`short_conv` = kernel size, 0 = off): before each block's attention,
+every token position adds a causal depthwise convolution over itself and the k-1 tokens before it
+(the "canon layer" of Physics of Language Models part 4.1; the short conv of H3 and Based). It
+hands each position its recent tokens in one step, so the query at "Mara Quell worked at" holds
+subject and relation before any attention has been learnt. Memory slots are not a sequence and
+are left out. The weights start at zero: at step 0 the model is the plain GPT.
+
 With `memory`, each triplet becomes one vector (TripletEncoder) placed before the window; the
 residual stream is [m_1..m_M | t_1..t_T] and attention follows model/attention.py's rule. Logits
 and loss are computed on token positions only. `memory=None` is exactly a plain GPT, and memory
@@ -52,6 +59,7 @@ class GPTConfig:
     id_buckets: int = 4096       # `vocab` encoder: hashed rows per table
     max_surface_len: int = 16    # `tokens` encoder: tokens kept per subject/relation/object
     age_buckets: int = 16        # log2 buckets of tokens-ago
+    short_conv: int = 0          # kernel of the causal token convolution per block; 0 = none
     softcap: float = 15.0
     rope_base: float = 100000.0
 
@@ -60,8 +68,9 @@ class GPTConfig:
                      "max_surface_len", "age_buckets"):
             if getattr(self, name) < 1:
                 raise GPTConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.memory_slots < 0:
-            raise GPTConfigError(f"memory_slots must be >= 0, got {self.memory_slots}")
+        for name in ("memory_slots", "short_conv"):
+            if getattr(self, name) < 0:
+                raise GPTConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         choices = {"attn_backend": BACKENDS, "triplet_encoder": TRIPLET_ENCODERS,
                    "memory_rope": MEMORY_ROPE}
         for name, allowed in choices.items():
@@ -109,7 +118,8 @@ class GPTConfig:
         return cls(vocab_size=vocab_size, n_layer=model.depth, n_head=n_head, n_embd=n_embd,
                    sequence_len=model.sequence_len, memory_slots=model.memory_slots,
                    attn_backend=model.attn_backend, triplet_encoder=model.triplet_encoder,
-                   memory_rope=model.memory_rope, id_buckets=model.id_buckets)
+                   memory_rope=model.memory_rope, id_buckets=model.id_buckets,
+                   short_conv=model.short_conv)
 
 
 def norm(x: Tensor) -> Tensor:
@@ -146,13 +156,31 @@ class MLP(nn.Module):
         return self.c_proj(F.relu(self.c_fc(x)).square())
 
 
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over the token axis: y_t = sum_j w_j * x_(t-j), j < kernel."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels, 1, kernel))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, T, C] -> [B, T, C]; position t sees positions t - kernel + 1 .. t only."""
+        padded = F.pad(x.transpose(1, 2), (self.weight.shape[-1] - 1, 0))
+        return F.conv1d(padded, self.weight, groups=x.shape[-1]).transpose(1, 2)
+
+
 class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
+        self.conv = ShortConv(config.n_embd, config.short_conv) if config.short_conv else None
         self.attn = CausalSelfAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, plan: AttentionPlan) -> Tensor:
+    def forward(self, x: Tensor, plan: AttentionPlan, num_memory: int = 0) -> Tensor:
+        """x [B, num_memory + T, C]: the memory slots first, then the tokens."""
+        if self.conv is not None:
+            memory, tokens = x[:, :num_memory], x[:, num_memory:]
+            x = torch.cat([memory, tokens + self.conv(norm(tokens))], dim=1)
         x = x + self.attn(norm(x), plan)
         return x + self.mlp(norm(x))
 
@@ -181,19 +209,22 @@ class GPT(nn.Module):
                 nn.init.uniform_(lin.weight, -bound, bound)
             nn.init.zeros_(block.attn.c_proj.weight)
             nn.init.zeros_(block.mlp.c_proj.weight)
+            if block.conv is not None:
+                nn.init.zeros_(block.conv.weight)  # starts as the plain GPT
         if self.triplet_encoder is not None:
             self.triplet_encoder.init_weights()
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimizer role: 'matrix' (hidden 2-D weights: Muon); 'embedding',
-        'head', 'memory' (TripletEncoder tables and gates) and 'scalar' (none today): AdamW."""
+        'head', 'memory' (TripletEncoder tables and gates) and 'scalar' (short-conv kernels): AdamW."""
         vectors = [] if self.triplet_encoder is None else self.triplet_encoder.vector_parameters()
-        vector_ids = {id(p) for p in vectors}
-        matrices = [p for p in self.blocks.parameters()]
+        convs = [block.conv.weight for block in self.blocks if block.conv is not None]
+        not_matrix = {id(p) for p in vectors + convs}
+        matrices = [p for p in self.blocks.parameters() if id(p) not in not_matrix]
         if self.triplet_encoder is not None:
-            matrices += [p for p in self.triplet_encoder.parameters() if id(p) not in vector_ids]
+            matrices += [p for p in self.triplet_encoder.parameters() if id(p) not in not_matrix]
         groups = {"matrix": matrices, "embedding": [self.wte.weight], "head": [self.lm_head.weight],
-                  "memory": vectors, "scalar": []}
+                  "memory": vectors, "scalar": convs}
         assert sum(len(g) for g in groups.values()) == len(list(self.parameters()))
         return groups
 
@@ -235,9 +266,10 @@ class GPT(nn.Module):
         cos, sin, memory_cos, memory_sin = self.rotary_tables(T)
         plan = attention.build_plan(self.config.attn_backend, self.config.memory_rope, valid,
                                     cos, sin, memory_cos, memory_sin, batch_size=B)
+        num_memory = x.shape[1] - T
         for block in self.blocks:
-            x = block(x, plan)
-        x = norm(x[:, x.shape[1] - T:])
+            x = block(x, plan, num_memory)
+        x = norm(x[:, num_memory:])
         logits = self.lm_head(x)[..., : self.config.vocab_size].float()
         cap = self.config.softcap
         logits = cap * torch.tanh(logits / cap)

@@ -1,7 +1,8 @@
 """Model test helpers: a toy run folder (tokenizer, tokens + memory shards, config) built in tmp.
 
 The toy task: each document states a fact "K R V ." at its start (one memory row), then runs
-through predictable filler, and recalls "K R V" two windows later. V is one of 32 values drawn at
+through predictable filler, and recalls "K R V" two windows later (with `facts` > 1: several facts
+with distinct keys, all recalled, so the model must pick the slot whose key matches). V is one of 32 values drawn at
 random, so at the recall it can be predicted only from the memory slot (or from raw context that
 reaches back to the statement: only the `full` variant's).
 """
@@ -23,27 +24,44 @@ FILLER = list(range(100, 108))
 FILLER_LEN = 20  # statement ends at token 5, the recall's value is token 27: window 2 of T=16
 
 
-def toy_document(i: int, seed: int = 0) -> tuple[dict, list[dict]]:
-    """(tokens row, memory rows) of toy document i."""
+def toy_document(i: int, seed: int = 0, facts: int = 1) -> tuple[dict, list[dict]]:
+    """(tokens row, memory rows) of toy document i: `facts` statements "K R V ." (distinct keys
+    and values), the filler, then every fact recalled once in a shuffled order."""
     rng = random.Random(f"{seed}-{i}")
-    key, value = rng.choice(KEYS), rng.choice(VALUES)
+    if facts == 1:
+        keys, values = [rng.choice(KEYS)], [rng.choice(VALUES)]
+    else:
+        keys, values = rng.sample(KEYS, facts), rng.sample(VALUES, facts)
     start = rng.randrange(len(FILLER))
     filler = [FILLER[(start + j) % len(FILLER)] for j in range(FILLER_LEN)]
-    tokens = [0, key, RELATION, value, DOT, *filler, key, RELATION, value, DOT, *filler[:4]]
-    recall_at = 5 + FILLER_LEN + 2
     doc_id = f"doc{i:04d}"
-    split = "val" if i % 5 == 0 else "train"
-    row = {"doc_id": doc_id, "split": split, "tokens": tokens, "recall": [recall_at],
-           "recall_spans": [{"start": recall_at, "end": recall_at + 1, "stated_pos": 5}]}
-    fact = {"doc_id": doc_id, "token_pos": 5, "subject_tokens": [key], "relation_tokens": [RELATION],
-            "object_tokens": [value], "subject_id": key, "relation_id": 0, "object_id": value,
-            "negated": False, "functional": True, "source": "oracle"}
-    wrong = {**fact, "object_tokens": [VALUES[0]], "object_id": VALUES[0], "source": "spacy"}
-    return row, [fact, wrong]
+    tokens, memory, stated = [0], [], []
+    for key, value in zip(keys, values):
+        tokens += [key, RELATION, value, DOT]
+        stated.append(len(tokens))
+        fact = {"doc_id": doc_id, "token_pos": len(tokens), "subject_tokens": [key],
+                "relation_tokens": [RELATION], "object_tokens": [value], "subject_id": key,
+                "relation_id": 0, "object_id": value, "negated": False, "functional": True,
+                "source": "oracle"}
+        wrong = {**fact, "object_tokens": [VALUES[0]], "object_id": VALUES[0], "source": "spacy"}
+        memory += [fact, wrong]
+    tokens += filler
+    order = list(range(facts))
+    rng.shuffle(order)
+    spans = []
+    for j in order:
+        tokens += [keys[j], RELATION]
+        spans.append({"start": len(tokens), "end": len(tokens) + 1, "stated_pos": stated[j]})
+        tokens += [values[j], DOT]
+    tokens += filler[:4]
+    row = {"doc_id": doc_id, "split": "val" if i % 5 == 0 else "train", "tokens": tokens,
+           "recall": [span["start"] for span in spans], "recall_spans": spans}
+    return row, memory
 
 
-def write_toy_shards(run_dir: Path, num_docs: int, docs_per_shard: int = 50, seed: int = 0) -> None:
-    docs = [toy_document(i, seed) for i in range(num_docs)]
+def write_toy_shards(run_dir: Path, num_docs: int, docs_per_shard: int = 50, seed: int = 0,
+                     facts: int = 1) -> None:
+    docs = [toy_document(i, seed, facts) for i in range(num_docs)]
     for k in range(0, num_docs, docs_per_shard):
         part = docs[k:k + docs_per_shard]
         memory = [m for _, rows in part for m in rows]
@@ -60,24 +78,25 @@ def write_toy_tokenizer(run_dir: Path) -> None:
     tok.save(run_dir / "tokenizer" / "tokenizer.json")
 
 
-def toy_config(**train) -> dict:
+def toy_config(model: dict | None = None, **train) -> dict:
     return {
         "name": "toy",
         "model": {"depth": 2, "n_embd": 64, "n_head": 2, "sequence_len": 16, "memory_slots": 4,
-                  "attn_backend": "sdpa"},
+                  "attn_backend": "sdpa", **(model or {})},
         "train": {"steps": 8, "device_batch_size": 8, "checkpoint_every": 4, "warmup_steps": 2,
                   "matrix_lr": 0.02, "embedding_lr": 0.01, "full_context_cap": 48, **train},
         "evaluate": {"batch_size": 16},
     }
 
 
-def build_toy_run(root: Path, num_docs: int = 60, **train) -> tuple[Path, Path]:
+def build_toy_run(root: Path, num_docs: int = 60, facts: int = 1, model: dict | None = None,
+                  **train) -> tuple[Path, Path]:
     """Write root/runs/toy (tokenizer, shards) and root/toy.yaml; returns (config, runs dir)."""
     runs = root / "runs"
     write_toy_tokenizer(runs / "toy")
-    write_toy_shards(runs / "toy", num_docs)
+    write_toy_shards(runs / "toy", num_docs, facts=facts)
     config = root / "toy.yaml"
-    config.write_text(yaml.safe_dump(toy_config(**train)))
+    config.write_text(yaml.safe_dump(toy_config(model, **train)))
     return config, runs
 
 
@@ -89,5 +108,5 @@ def toy_run_builder():
 
 @pytest.fixture
 def toy_run(tmp_path):
-    """A function(num_docs, **train) -> (config path, runs dir) building a toy run in tmp_path."""
-    return lambda num_docs=60, **train: build_toy_run(tmp_path, num_docs, **train)
+    """A function(num_docs, facts, model, **train) -> (config path, runs dir) in tmp_path."""
+    return lambda num_docs=60, **kwargs: build_toy_run(tmp_path, num_docs, **kwargs)

@@ -46,11 +46,11 @@ def flash_reference(monkeypatch):
     monkeypatch.setattr(attention, "flash_kernel", lambda device: reference_varlen)
 
 
-def random_model(backend: str, rope: str, seed: int = 0) -> GPT:
+def random_model(backend: str, rope: str, seed: int = 0, short_conv: int = 0) -> GPT:
     """Two layers with every weight random (zero-init projections would hide all changes)."""
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=32, sequence_len=T,
-                    memory_slots=M, attn_backend=backend, memory_rope=rope)
+                    memory_slots=M, attn_backend=backend, memory_rope=rope, short_conv=short_conv)
     model = GPT(cfg)
     with torch.no_grad():
         for p in model.parameters():
@@ -88,10 +88,11 @@ def logits(model: GPT, idx, memory) -> torch.Tensor:
         return model(idx, memory=memory)
 
 
+@pytest.mark.parametrize("short_conv", [0, 3])  # the token convolution must keep every rule
 @pytest.mark.parametrize("rope", ROPES)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_memory_attention_properties(backend, rope, flash_reference):
-    model, memory, idx = random_model(backend, rope), make_memory(), tokens()
+def test_memory_attention_properties(backend, rope, short_conv, flash_reference):
+    model, memory, idx = random_model(backend, rope, short_conv=short_conv), make_memory(), tokens()
     base = logits(model, idx, memory)
     assert torch.isfinite(base).all()
 

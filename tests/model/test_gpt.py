@@ -23,6 +23,7 @@ def tiny(**overrides) -> GPTConfig:
     (dict(memory_rope="middle"), "memory_rope is 'middle'"),
     (dict(triplet_encoder="bag"), "triplet_encoder is 'bag'"),
     (dict(memory_slots=-1), "memory_slots must be >= 0"),
+    (dict(short_conv=-1), "short_conv must be >= 0"),
 ])
 def test_config_errors_say_the_fix(overrides, message):
     with pytest.raises(GPTConfigError, match=message):
@@ -51,10 +52,11 @@ def test_depth_dial(depth, n_embd, n_head):
 def test_explicit_width_overrides_and_schema_fields_carry_over():
     model_cfg = ModelConfig(depth=2, n_embd=96, sequence_len=32, memory_slots=8,
                             attn_backend="sdpa", triplet_encoder="vocab", memory_rope="fixed",
-                            id_buckets=77)
+                            id_buckets=77, short_conv=4)
     cfg = GPTConfig.from_model_config(model_cfg, vocab_size=300)
     assert (cfg.n_embd, cfg.n_head, cfg.sequence_len, cfg.memory_slots) == (96, 1, 32, 8)
-    assert (cfg.triplet_encoder, cfg.memory_rope, cfg.id_buckets) == ("vocab", "fixed", 77)
+    assert (cfg.triplet_encoder, cfg.memory_rope, cfg.id_buckets, cfg.short_conv) == (
+        "vocab", "fixed", 77, 4)
     assert GPTConfig.from_model_config(ModelConfig(n_embd=128, n_head=4), 300).head_dim == 32
 
 
@@ -108,6 +110,29 @@ def test_param_groups_cover_every_parameter_once():
         assert any(p is model.triplet_encoder.age_emb.weight for p in groups["memory"])
     plain = GPT(tiny(memory_slots=0))
     assert plain.triplet_encoder is None and plain.param_groups()["memory"] == []
+    assert plain.param_groups()["scalar"] == []
+    conv = GPT(tiny(short_conv=4))
+    assert [tuple(p.shape) for p in conv.param_groups()["scalar"]] == [(32, 1, 4)] * 2
+    assert len([p for g in conv.param_groups().values() for p in g]) == len(list(conv.parameters()))
+
+
+def test_short_conv_starts_as_the_plain_gpt_and_sees_only_earlier_tokens():
+    idx = torch.randint(0, 100, (2, 16), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    plain = GPT(tiny(memory_slots=0))
+    torch.manual_seed(0)
+    conv = GPT(tiny(memory_slots=0, short_conv=3))
+    torch.testing.assert_close(conv(idx), plain(idx))  # zero-init kernels: identical at step 0
+    block = conv.blocks[0]
+    with torch.no_grad():
+        block.conv.weight.normal_()
+    x = torch.randn(1, 10, 32)
+    y = block.conv(x)
+    x2 = x.clone()
+    x2[:, 6] += 1.0
+    y2 = block.conv(x2)
+    assert torch.equal(y2[:, :6], y[:, :6])  # causal
+    assert (y2[:, 6:9] != y[:, 6:9]).all(dim=-1).all() and torch.equal(y2[:, 9:], y[:, 9:])  # kernel 3
 
 
 def test_flops_per_token():
