@@ -208,6 +208,7 @@ class TrainConfig(Section):
     matrix_lr: float = Field(0.02, gt=0)  # Muon
     embedding_lr: float = Field(0.01, gt=0)  # AdamW
     weight_decay: float = Field(0.0, ge=0)
+    recall_loss_weight: float = Field(1.0, ge=1)  # recall tokens count this many times in the objective
     warmup_steps: int = Field(20, ge=0)
     warmdown_frac: float = Field(0.3, ge=0, le=1)
     checkpoint_every: int = Field(100, ge=1)

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configs.schema import VARIANTS, RunConfig, load_config_or_exit
 from model.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                               set_rng_state)
-from model.dataloader import WindowLoader, WindowSpec, load_documents
+from model.dataloader import Batch, WindowLoader, WindowSpec, load_documents
 from model.gpt import GPT, GPTConfig
 from model.optim import build_optimizers, lr_multiplier, set_learning_rates
 from model.tokenizer import load_run_tokenizer
@@ -129,6 +129,19 @@ def reset_log(path: Path, keep_through_step: int) -> None:
 
 # ---------------------------------------------------------------- training
 
+def training_losses(nats: torch.Tensor, batch: Batch, recall_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean next-token loss, the objective minimised) from per-token nats [B, L].
+
+    The objective is a weighted mean in which recall tokens count `recall_weight` times (at 1, the
+    plain mean). The logged loss is always the plain mean, so curves compare across weights."""
+    targets = (batch.targets >= 0).to(nats.dtype)
+    loss = nats.sum() / targets.sum().clamp(min=1)
+    if recall_weight == 1.0:
+        return loss, loss
+    weights = targets * (1.0 + (recall_weight - 1.0) * batch.recall.to(nats.dtype))
+    return loss, (nats * weights).sum() / weights.sum()
+
+
 def train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool = False,
           stop_step: int | None = None) -> None:
     """Train `variant` to `stop_step` (default train.steps) of the train.steps schedule."""
@@ -210,8 +223,10 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
             sync = micro == accum - 1 or world_size == 1
             with (nullcontext() if sync else forward.no_sync()):
                 with autocast:
-                    loss = forward(batch.inputs, batch.targets, memory=batch.memory)
-                (loss / accum).backward()
+                    nats = forward(batch.inputs, batch.targets, memory=batch.memory,
+                                   loss_reduction="none")
+                loss, objective = training_losses(nats, batch, cfg.train.recall_loss_weight)
+                (objective / accum).backward()
             loss_sum += loss.detach()
         for opt in optimizers:
             opt.step()

@@ -86,6 +86,20 @@ def test_total_batch_size_sets_gradient_accumulation():
         grad_accum_steps(cfg, world_size=3)
 
 
+def test_recall_weight_reweights_the_objective_but_not_the_logged_loss():
+    from types import SimpleNamespace
+
+    from model.train import training_losses
+    nats = torch.tensor([[1.0, 2.0, 3.0, 0.0]])
+    batch = SimpleNamespace(targets=torch.tensor([[5, 6, 7, -1]]),
+                            recall=torch.tensor([[False, False, True, False]]))
+    loss, objective = training_losses(nats, batch, 1.0)
+    assert loss.item() == objective.item() == pytest.approx(2.0)
+    loss, objective = training_losses(nats, batch, 10.0)
+    assert loss.item() == pytest.approx(2.0)  # the plain mean over the 3 targets
+    assert objective.item() == pytest.approx((1 + 2 + 10 * 3) / 12)  # the ignored position counts 0
+
+
 def test_lr_schedule_warms_up_holds_and_warms_down():
     lrs = [lr_multiplier(s, 20, 4, 0.25) for s in range(20)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and set(lrs[4:15]) == {1.0}
