@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
             or args.values * args.value_len > len(VALUES):
         parser.error("too many facts / too long keys or values for the toy's token ranges")
     root = Path(args.dir)
+    if root.exists():
+        if not (root / "lookup.yaml").exists():
+            parser.error(f"--dir {root} exists and is not a bench_lookup folder; not replacing it")
+        shutil.rmtree(root)  # a leftover checkpoint would otherwise be resumed, skipping training
     config = build_run(root, args)
     torch.set_num_threads(1)  # tiny matrices; two runs side by side share the 2 cores fairly
     t0 = time.perf_counter()

@@ -4,7 +4,10 @@ For docs shard k this writes (DESIGN §4):
 
 - `memory/shard_k.parquet`: one row per triplet of the warehouse (every extractor; the trainer
   filters by `source`) with `token_pos`, the token ids of subject / relation / object, canonical
-  ids (-1 when unknown), polarity and whether the relation is functional.
+  ids (-1 when unknown), polarity and whether the relation is functional. Relation tokens spell the
+  canonical relation (`relations.name`, e.g. "live in") when canonicalize named one, else the
+  surface: "lives in", "lived in" and "moved to" are one relation, so every extractor's memory
+  reads the same, and a model trained on oracle memory can read spaCy's.
 - `tokens/shard_k.parquet`: one row per document: `<|bos|>` then the text's tokens (so text token
   i is document token i + 1), the `recall` token indexes and `recall_spans` (start, end,
   stated_pos): the token range of each recalled value and the `token_pos` of its statement.
@@ -85,7 +88,8 @@ SHARDS_PER_WORKER = 8
 FINGERPRINT_KEY = b"shards_fingerprint"
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
 TRIPLETS_QUERY = """
-    SELECT t.shard, t.doc_id, t.subject, t.relation, t.object, t.negated, t.char_end,
+    SELECT t.shard, t.doc_id, t.subject, coalesce(r.name, t.relation) AS relation, t.object,
+           t.negated, t.char_end,
            t.extractor AS source,
            coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
            coalesce(t.object_id, -1) AS object_id, coalesce(r.functional, false) AS functional

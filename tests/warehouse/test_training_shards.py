@@ -35,7 +35,7 @@ def make_run(tmp_path: Path, tok, shards: int = 3, docs_per_shard: int = 2,
     run = tmp_path / "run"
     tok.save(run / TOKENIZER_FILE)
     con = connect(run)
-    con.execute("INSERT INTO relations VALUES (7, 'lives in', true, 1)")
+    con.execute("INSERT INTO relations VALUES (7, 'live in', true, 1)")  # canonical name
     tid = 0
     for k in range(shards):
         docs = [_doc(k, i) for i in range(docs_per_shard)]
@@ -136,6 +136,8 @@ def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
         city = "Orvane" + r["doc_id"][1:].replace("_", "")
         assert tok.decode(ids[1:r["token_pos"]]) == STATEMENT.replace("Orvane", city)
         assert tok.decode(r["subject_tokens"]) == " Mara Quell"
+        # canonicalized relations are spelt by their canonical name, unknown ones by the surface
+        assert tok.decode(r["relation_tokens"]) == (" live in" if r["relation_id"] == 7 else " lives in")
         # a name in memory has the ids it has mid-sentence in the text
         subject, n = r["subject_tokens"], len(r["subject_tokens"])
         assert any(ids[i:i + n] == subject for i in range(len(ids)))
