@@ -4,10 +4,11 @@ For docs shard k this writes (DESIGN §4):
 
 - `memory/shard_k.parquet`: one row per triplet of the warehouse (every extractor; the trainer
   filters by `source`) with `token_pos`, the token ids of subject / relation / object, canonical
-  ids (-1 when unknown), polarity and whether the relation is functional. Relation tokens spell the
-  canonical relation (`relations.name`, e.g. "live in") when canonicalize named one, else the
-  surface: "lives in", "lived in" and "moved to" are one relation, so every extractor's memory
-  reads the same, and a model trained on oracle memory can read spaCy's.
+  ids (-1 when unknown), polarity and whether the relation is functional. Every triplet of one
+  canonical relation has the same relation tokens: its most frequent surface form in the warehouse
+  ("lived in", "living in" and "moved to" are spelt "lives in"), so every extractor's memory reads
+  the same and a model trained on oracle memory can read spaCy's (the lemma `relations.name`,
+  "live in", is rarer in text than any surface form). Relations without an id keep their surface.
 - `tokens/shard_k.parquet`: one row per document: `<|bos|>` then the text's tokens (so text token
   i is document token i + 1), the `recall` token indexes and `recall_spans` (start, end,
   stated_pos): the token range of each recalled value and the `token_pos` of its statement.
@@ -87,13 +88,20 @@ RECALL_COLUMNS = ["doc_id", "char_start", "char_end", "stated_char_end"]
 SHARDS_PER_WORKER = 8
 FINGERPRINT_KEY = b"shards_fingerprint"
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
+# A canonicalized relation is spelt by its most frequent surface form (ties: the first in order).
 TRIPLETS_QUERY = """
-    SELECT t.shard, t.doc_id, t.subject, coalesce(r.name, t.relation) AS relation, t.object,
-           t.negated, t.char_end,
-           t.extractor AS source,
+    WITH surfaces AS (
+        SELECT relation_id, relation, count(*) AS n FROM triplets
+        WHERE relation_id IS NOT NULL GROUP BY relation_id, relation),
+    spelling AS (
+        SELECT relation_id, relation AS spelling FROM surfaces
+        QUALIFY row_number() OVER (PARTITION BY relation_id ORDER BY n DESC, relation) = 1)
+    SELECT t.shard, t.doc_id, t.subject, coalesce(s.spelling, t.relation) AS relation, t.object,
+           t.negated, t.char_end, t.extractor AS source,
            coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
            coalesce(t.object_id, -1) AS object_id, coalesce(r.functional, false) AS functional
     FROM triplets t LEFT JOIN relations r ON t.relation_id = r.relation_id
+                    LEFT JOIN spelling s ON t.relation_id = s.relation_id
     ORDER BY t.shard, t.doc_id, t.char_end, t.triplet_id
 """
 

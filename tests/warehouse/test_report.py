@@ -7,7 +7,8 @@ import pytest
 
 from configs.schema import parse_config
 from warehouse.db import connect, insert_metrics
-from warehouse.report import build_report, distance_bucket, distance_buckets
+from warehouse.report import (Metrics, build_report, distance_bucket, distance_buckets, gap_section,
+                              memory_gap)
 from warehouse.shards import shard_path, write_parquet_atomically
 
 CONFIG = {"name": "rep", "model": {"sequence_len": 64, "memory_slots": 16},
@@ -134,6 +135,19 @@ def test_gap_when_trained_on_extracted_memory(tmp_path):
     assert "| `none` | `spacy` (as trained) | 1.800 | 1.500 | 0.900 |" in md
     assert "with oracle memory and 0.900 with `spacy` memory, a gap of 0.050" in md
     assert "| `oracle` | oracle (gold) triplets | – | – | 0.950 |" in md
+
+
+def test_a_gap_under_one_point_is_not_apportioned():
+    cfg = parse_config(CONFIG)
+    metrics = Metrics([("triplet", "none", "val", "recall_acc", 0.175),
+                       ("triplet", "spacy", "val", "recall_acc", 0.174),
+                       ("triplet", "no_memory", "val", "recall_acc", 0.013)])
+    gap = memory_gap(cfg, metrics, "spacy", {"recall_fact_coverage": 0.99})
+    assert gap["recall_acc_gap"] == pytest.approx(0.001)
+    assert "gap_share_explained_by_extraction" not in gap  # 0.1% of noise is not a share
+    md = "\n".join(gap_section({"spacy": {**gap, "strict_r": 0.99, "relaxed_r": 0.99,
+                                             "recall_fact_coverage": 0.99}}))
+    assert "too small to apportion" in md and "explain" not in md
 
 
 def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
