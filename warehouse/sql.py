@@ -18,6 +18,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -157,7 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err), 1)
     except duckdb.Error as err:
         return _fail(f"sql error: {' '.join(str(err).split())}", 1)
-    print(FORMATTERS[args.format](columns, rows))
+    try:
+        print(FORMATTERS[args.format](columns, rows))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
 
 

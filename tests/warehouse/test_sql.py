@@ -161,3 +161,13 @@ def test_write_lock_held_by_another_process_is_one_line(run_dir, write_lock_hold
 
     free = _run_cli(run_dir, "SELECT count(*) AS n FROM documents")
     assert free.returncode == 0 and free.stdout.splitlines()[2].strip() == "3"
+
+
+def test_output_piped_into_head_ends_quietly(run_dir):
+    cli = subprocess.Popen([sys.executable, "-m", "warehouse.sql", "--run", str(run_dir),
+                            "SELECT range AS n FROM range(200000)"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert cli.stdout.readline().split() == [b"n"]
+    cli.stdout.close()  # like `| head -1`: the reader is gone long before 200,000 rows
+    stderr = cli.stderr.read()
+    assert cli.wait(timeout=120) == 0 and stderr == b""
