@@ -54,9 +54,16 @@ class SyntheticSource(Section):
     negation_prob: float = Field(0.2, ge=0, le=1)
     pronoun_prob: float = Field(0.3, ge=0, le=1)
     value_pool_size: int = Field(200, ge=2)
+    # 0: fresh person names per document; N: first and last names drawn from shared pools of N
+    name_pool_size: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _distance_order(self) -> "SyntheticSource":
+    def _consistent(self) -> "SyntheticSource":
+        people = self.entities_per_doc + self.distractors_per_doc
+        if 0 < self.name_pool_size < people:
+            raise ValueError(f"name_pool_size ({self.name_pool_size}) must be 0 or at least "
+                             f"entities_per_doc + distractors_per_doc ({people}): no two people "
+                             "of a document share a name")
         if self.min_distance > self.max_distance:
             raise ValueError("min_distance must be <= max_distance")
         if self.max_distance < 8:  # the recall sentence's lead-in ("Even then, Mara Quell was a") counts

@@ -17,7 +17,11 @@ in the rare case the scheduler cannot place a recall inside that range (a very n
 the sentence is still written, with its gold triplet, but no recall span is recorded for it.
 
 Values (organisations and places) come from a pool of `value_pool_size` invented names shared by
-all documents (so a small BPE learns them); person names are fresh per document. Within one
+all documents (so a small BPE learns them). Person names are fresh per document by default
+(`name_pool_size: 0`: a small BPE cuts each into 4-6 pieces); with `name_pool_size: N` first and
+last names are drawn from two shared pools of N invented words each, as names recur in real text
+and a BPE learns each as one token. Within one document no two people share a first or a last
+name either way. Within one
 document each value is used once while the pool lasts, so a recalled value is not repeated by
 another fact. Occupations ("is a") are ordinary words from synthetic_templates.OCCUPATIONS.
 
@@ -90,6 +94,12 @@ class ValuePool:
 
 
 @dataclass(frozen=True)
+class NamePool:
+    firsts: tuple[str, ...]
+    lasts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class _Person:
     name: str
     gender: str
@@ -133,22 +143,33 @@ def invented_word(rng: random.Random, syllables: int) -> str:
     return (word + rng.choice(tpl.CODAS)).capitalize()
 
 
+def unseen_word(rng: random.Random, syllables: int, seen: set[str]) -> str:
+    """An invented word of at least 4 letters not in `seen` (added to it)."""
+    while True:
+        word = invented_word(rng, syllables)
+        if word not in seen and len(word) >= 4:
+            seen.add(word)
+            return word
+
+
 def value_pool(size: int, seed: int) -> ValuePool:
     """`size` invented names, half organisations ("Tessaly Labs"), half places ("Orvane")."""
     rng = random.Random(derived_seed("synthetic-pool", seed, size))
     seen: set[str] = set()
-
-    def fresh() -> str:
-        while True:
-            word = invented_word(rng, 2)
-            if word not in seen and len(word) >= 4:
-                seen.add(word)
-                return word
-
     n_orgs = size // 2
-    orgs = tuple(f"{fresh()} {rng.choice(tpl.ORG_SUFFIXES)}" for _ in range(n_orgs))
-    places = tuple(fresh() for _ in range(size - n_orgs))
+    orgs = tuple(f"{unseen_word(rng, 2, seen)} {rng.choice(tpl.ORG_SUFFIXES)}" for _ in range(n_orgs))
+    places = tuple(unseen_word(rng, 2, seen) for _ in range(size - n_orgs))
     return ValuePool(orgs, places)
+
+
+def name_pool(size: int, seed: int, taken_words: set[str]) -> NamePool:
+    """Two pools of `size` invented words (first names, last names), disjoint from each other and
+    from `taken_words` (the value pool's words)."""
+    rng = random.Random(derived_seed("synthetic-names", seed, size))
+    seen = set(taken_words)
+    firsts = tuple(unseen_word(rng, 2, seen) for _ in range(size))
+    lasts = tuple(unseen_word(rng, rng.choice((1, 2)), seen) for _ in range(size))
+    return NamePool(firsts, lasts)
 
 
 class _Values:
@@ -166,11 +187,16 @@ class _Values:
         return value
 
 
-def _people(rng: random.Random, count: int, taken_words: set[str]) -> list[_Person]:
+def _people(rng: random.Random, count: int, taken_words: set[str],
+            names: NamePool | None = None) -> list[_Person]:
+    """`count` people with distinct first and last names: fresh words, or drawn from `names`."""
     people: list[_Person] = []
     used = set(taken_words)
     while len(people) < count:
-        first, last = invented_word(rng, 2), invented_word(rng, rng.choice((1, 2)))
+        if names is None:
+            first, last = invented_word(rng, 2), invented_word(rng, rng.choice((1, 2)))
+        else:
+            first, last = rng.choice(names.firsts), rng.choice(names.lasts)
         if first in used or last in used or first == last or len(last) < 4:
             continue
         used.update((first, last))
@@ -367,13 +393,18 @@ def _introduction(rng: random.Random, cfg: SyntheticSource, values: _Values,
     return queue
 
 
-def generate_document(cfg: SyntheticSource, pool: ValuePool, seed: int, index: int) -> SyntheticDoc:
-    """Document `index` of the corpus (independent of how many documents are generated)."""
+def pool_words(pool: ValuePool) -> set[str]:
+    return {w for name in pool.orgs + pool.places for w in name.split()}
+
+
+def generate_document(cfg: SyntheticSource, pool: ValuePool, seed: int, index: int,
+                      names: NamePool | None = None) -> SyntheticDoc:
+    """Document `index` of the corpus (independent of how many documents are generated).
+    `names`: the shared person-name pools (`name_pool_size > 0`), else fresh names."""
     doc_id = f"syn-{index:06d}"
     rng = random.Random(derived_seed("synthetic-doc", seed, index))
     values = _Values(rng, pool)
-    pool_words = {w for name in pool.orgs + pool.places for w in name.split()}
-    people = _people(rng, cfg.entities_per_doc + cfg.distractors_per_doc, pool_words)
+    people = _people(rng, cfg.entities_per_doc + cfg.distractors_per_doc, pool_words(pool), names)
     main, distractors = people[:cfg.entities_per_doc], people[cfg.entities_per_doc:]
     writer = _StoryWriter(doc_id, rng, cfg, values)
     writer.write_story(_introduction(rng, cfg, values, main, distractors))
@@ -383,8 +414,9 @@ def generate_document(cfg: SyntheticSource, pool: ValuePool, seed: int, index: i
 def generate_documents(cfg: SyntheticSource, seed: int) -> Iterator[SyntheticDoc]:
     """The corpus: `cfg.num_docs` documents, deterministic in (cfg, seed)."""
     pool = value_pool(cfg.value_pool_size, seed)
+    names = name_pool(cfg.name_pool_size, seed, pool_words(pool)) if cfg.name_pool_size else None
     for index in range(cfg.num_docs):
-        yield generate_document(cfg, pool, seed, index)
+        yield generate_document(cfg, pool, seed, index, names)
 
 
 def main() -> None:

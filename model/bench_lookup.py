@@ -1,17 +1,9 @@
 """Which step from a one-slot toy to the synthetic corpus stops the memory lookup being learnt?
 
-A toy generator with one knob per difference between the toy of tests/model/test_learning.py and
-configs/tiny.yaml, trained and evaluated through the real `model.train` / `model.evaluate` code on
-real shards (BENCHMARKS.md "Why the lookup does not start"):
-
-    document = <bos> (K R V .) x facts   filler   (K R V .) x facts, shuffled    recall = V
-
-    facts       key/value pairs stated, then each recalled once (memory must pick the right slot)
-    key_len     tokens per key (names are several BPE tokens)
-    value_len   tokens per value
-    relations   distinct relation tokens (1: the key alone picks the slot)
-    filler_len  filler tokens between statements and recalls (fewer recall tokens per token)
-    noise       filler drawn at random (unpredictable tokens, like names, add gradient noise)
+The toy of model/toy_lookup.py, one knob per difference between the toy of
+tests/model/test_learning.py and configs/tiny.yaml (facts, key_len, value_len, relations,
+filler_len, noise), trained and evaluated through the real `model.train` / `model.evaluate` code
+on real shards (BENCHMARKS.md "Why the lookup does not start"):
 
     python -m model.bench_lookup --facts 6 --slots 8 --short-conv 4          # one run, one line
     python -m model.bench_lookup --facts 4 --filler-len 100 --noise --recall-loss-weight 10
@@ -20,75 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import torch
 import yaml
 
 from configs.schema import load_config
 from model.evaluate import evaluate_variant
-from model.tokenizer import train_tokenizer
+from model.toy_lookup import ToyTask, write_toy_shards, write_toy_tokenizer
 from model.train import main as train_main
-from warehouse.shards import shard_path, write_parquet_atomically
-from warehouse.training_shards import MEMORY_SCHEMA, TOKENS_SCHEMA
 
-# byte-level tokenizer ids (1..256 are bytes): disjoint ranges per role
-DOT, FIRST_RELATION, KEYS, FILLER, NOISE, VALUES = 46, 50, range(60, 90), range(100, 108), \
-    range(100, 150), range(150, 250)
-
-
-def lookup_document(i: int, args: argparse.Namespace) -> tuple[dict, list[dict]]:
-    """(tokens row, oracle memory rows) of document i; keys and values distinct within it."""
-    rng = random.Random(i)
-    pool_rng = random.Random("pool")  # the same value pool for every document
-    flat_values = pool_rng.sample(VALUES, args.values * args.value_len)
-    pool = [tuple(flat_values[j * args.value_len:(j + 1) * args.value_len])
-            for j in range(args.values)]
-    flat_keys = rng.sample(KEYS, args.facts * args.key_len)
-    keys = [tuple(flat_keys[j * args.key_len:(j + 1) * args.key_len]) for j in range(args.facts)]
-    relations = [FIRST_RELATION + rng.randrange(args.relations) for _ in range(args.facts)]
-    values = rng.sample(pool, args.facts)
-    doc_id = f"doc{i:05d}"
-    tokens, memory = [0], []
-    for key, relation, value in zip(keys, relations, values):
-        tokens += [*key, relation, *value, DOT]
-        memory.append({"doc_id": doc_id, "token_pos": len(tokens), "subject_tokens": list(key),
-                       "relation_tokens": [relation], "object_tokens": list(value),
-                       "subject_id": -1, "relation_id": relation, "object_id": pool.index(value),
-                       "negated": False, "functional": True, "source": "oracle"})
-    start = rng.randrange(len(FILLER))
-    tokens += [rng.choice(NOISE) if args.noise else FILLER[(start + j) % len(FILLER)]
-               for j in range(args.filler_len)]
-    order = list(range(args.facts))
-    rng.shuffle(order)
-    spans = []
-    for j in order:
-        tokens += [*keys[j], relations[j]]
-        spans.append({"start": len(tokens), "end": len(tokens) + args.value_len,
-                      "stated_pos": memory[j]["token_pos"]})
-        tokens += [*values[j], DOT]
-    row = {"doc_id": doc_id, "split": "val" if i % 5 == 0 else "train", "tokens": tokens,
-           "recall": [t for s in spans for t in range(s["start"], s["end"])], "recall_spans": spans}
-    return row, memory
+TASK_KNOBS = ("facts", "keys", "key_len", "value_len", "relations", "values", "filler_len", "noise")
 
 
 def build_run(root: Path, args: argparse.Namespace) -> Path:
     """Tokenizer, shards and config of the run under `root`; returns the config path."""
     run = root / "lookup"
-    tok = train_tokenizer(["a throwaway corpus for a byte-level tokenizer"] * 4, vocab_size=260)
-    tok.save(run / "tokenizer" / "tokenizer.json")
-    docs = [lookup_document(i, args) for i in range(args.docs)]
-    for shard, k in enumerate(range(0, len(docs), 500)):
-        part = docs[k:k + 500]
-        write_parquet_atomically(pa.Table.from_pylist([m for _, ms in part for m in ms],
-                                                      schema=MEMORY_SCHEMA),
-                                 shard_path(run, "memory", shard))
-        write_parquet_atomically(pa.Table.from_pylist([r for r, _ in part], schema=TOKENS_SCHEMA),
-                                 shard_path(run, "tokens", shard))
+    write_toy_tokenizer(run)
+    task = ToyTask(**{k: getattr(args, k) for k in TASK_KNOBS})
+    write_toy_shards(run, task, args.docs, docs_per_shard=500)
     config = {
         "name": "lookup",
         "model": {"depth": args.depth, "n_embd": args.n_embd, "n_head": args.n_head,
@@ -106,7 +50,7 @@ def build_run(root: Path, args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in [("facts", 4), ("key-len", 1), ("value-len", 1), ("relations", 1),
+    for name, default in [("facts", 4), ("keys", 30), ("key-len", 1), ("value-len", 1), ("relations", 1),
                           ("values", 32), ("filler-len", 20), ("docs", 1000), ("steps", 600),
                           ("batch", 64), ("window", 16), ("slots", 4), ("depth", 2),
                           ("n-embd", 64), ("n-head", 2), ("short-conv", 0)]:
@@ -116,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default="triplet", choices=["triplet", "full"])
     parser.add_argument("--dir", default="/tmp/bench_lookup", help="scratch folder (replaced)")
     args = parser.parse_args(argv)
-    if args.facts * args.key_len > len(KEYS) or args.facts > args.values \
-            or args.values * args.value_len > len(VALUES):
-        parser.error("too many facts / too long keys or values for the toy's token ranges")
+    try:
+        ToyTask(**{k: getattr(args, k) for k in TASK_KNOBS})
+    except ValueError as err:
+        parser.error(str(err))
     root = Path(args.dir)
     if root.exists():
         if not (root / "lookup.yaml").exists():

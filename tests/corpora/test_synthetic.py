@@ -5,7 +5,7 @@ import pytest
 
 from configs.schema import SyntheticSource
 from corpora.synthetic import (FUNCTIONAL_RELATIONS, RELATIONS, generate_document,
-                               generate_documents, value_pool)
+                               generate_documents, name_pool, pool_words, value_pool)
 from corpora.synthetic_templates import PRONOUNS
 
 CFG = SyntheticSource(num_docs=60, min_distance=40, max_distance=90)
@@ -148,3 +148,30 @@ def test_values_come_from_the_shared_pool_and_names_are_fresh():
             elif kind == "place":
                 assert t.object in pool.places
         assert not {t.subject for t in doc.gold if t.relation != "based in"} & set(pool.orgs)
+
+
+def test_a_name_pool_draws_people_from_shared_first_and_last_names():
+    cfg = SyntheticSource(num_docs=30, entities_per_doc=4, distractors_per_doc=1, name_pool_size=12)
+    docs = list(generate_documents(cfg, seed=3))
+    pool = value_pool(cfg.value_pool_size, 3)
+    names = name_pool(12, 3, pool_words(pool))
+    assert len(set(names.firsts) | set(names.lasts)) == 24  # disjoint, no repeats
+    assert not (set(names.firsts) | set(names.lasts)) & pool_words(pool)
+    seen_firsts = set()
+    for doc in docs:
+        people = {t.subject for t in doc.gold if t.subject not in pool.orgs}
+        assert len(people) == 5
+        firsts = [p.split()[0] for p in people]
+        lasts = [p.split()[1] for p in people]
+        assert set(firsts) <= set(names.firsts) and set(lasts) <= set(names.lasts)
+        assert len(set(firsts)) == len(set(lasts)) == 5  # nobody in a story shares a name
+        seen_firsts |= set(firsts)
+    assert len(seen_firsts) == 12  # 150 people over 30 stories reuse the pool
+    # without a pool, names are fresh: the same documents' people differ
+    fresh = list(generate_documents(cfg.model_copy(update={"name_pool_size": 0}), seed=3))
+    assert fresh[0].text != docs[0].text
+
+
+def test_a_name_pool_smaller_than_a_story_is_refused():
+    with pytest.raises(ValueError, match="name_pool_size"):
+        SyntheticSource(entities_per_doc=4, distractors_per_doc=2, name_pool_size=5)

@@ -1,21 +1,16 @@
 """The bisect toy's documents hold what its docstring promises: every recall has its fact in memory."""
-import argparse
-
 import pytest
 
-from model.bench_lookup import DOT, lookup_document, main
-
-
-def toy_args(**overrides) -> argparse.Namespace:
-    args = dict(facts=4, key_len=3, value_len=2, relations=2, values=32, filler_len=10, noise=False)
-    return argparse.Namespace(**{**args, **overrides})
+from model.bench_lookup import main
+from model.toy_lookup import DOT, ToyTask, toy_document
 
 
 @pytest.mark.parametrize("noise", [False, True])
 def test_every_recalled_value_is_the_object_of_the_fact_stated_earlier(noise):
-    args = toy_args(noise=noise)
+    args = ToyTask(facts=4, key_len=3, value_len=2, relations=2, filler_len=10, noise=noise)
     for i in range(20):
-        row, memory = lookup_document(i, args)
+        row, memory = toy_document(i, args)
+        memory = [m for m in memory if m["source"] == "oracle"]
         tokens = row["tokens"]
         assert len(memory) == len(row["recall_spans"]) == args.facts
         assert len({tuple(m["subject_tokens"]) for m in memory}) == args.facts  # keys distinct
@@ -38,3 +33,8 @@ def test_refuses_to_replace_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(SystemExit):
         main(["--dir", str(tmp_path)])
     assert keep.read_text() == "x"
+
+
+def test_refuses_a_task_beyond_the_toy_token_ranges():
+    with pytest.raises(SystemExit):
+        main(["--facts", "20", "--key-len", "3", "--dir", "/nonexistent/never-made"])
