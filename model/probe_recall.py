@@ -1,15 +1,18 @@
-"""Where do a triplet model's recall errors go? recall_acc per relation, and each miss classified.
+"""Where do a model's recall errors go? recall_acc per relation, and each miss classified.
 
-For every recall span of the val windows (as `model.evaluate` counts them), the gold slot is the
-window's memory slot whose object is the recalled value. A span is `correct` (greedy decoding
-reproduces it), or its first predicted token is the first object token of:
+For every recall span of the val windows (as `model.evaluate` counts them), the candidate facts
+are, for `triplet`, the window's memory slots, and for the other variants every oracle fact stated
+before the recalled value (they have no memory; the facts only name where a guess came from). The
+gold fact is the candidate whose object is the recalled value. A span is `correct` (greedy
+decoding reproduces it), or its first predicted token is the first object token of:
 - `same_relation_other_subject`: another slot with the gold slot's relation (the person was missed);
 - `same_subject_other_relation`: another fact of the same subject (the relation was missed);
 - `other_slot`: some other slot; else `not_a_memory_value` (the model did not copy from memory);
 - `first_token_only`: the gold value's first token, then a wrong one (multi-token values).
-`fact_not_in_memory`: no slot holds the value (evicted by the slot limit, or never extracted).
+`fact_not_in_memory`: no candidate holds the value (evicted by the slot limit, never extracted).
 
     python -m model.probe_recall --config configs/tiny.yaml [--memory spacy] [--step 800]
+    python -m model.probe_recall --config configs/tiny.yaml --variant full
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import torch
 
 from configs.schema import load_config_or_exit
 from model.checkpoint import load_weights
-from model.dataloader import WindowSpec, document_windows, make_batch
+from model.dataloader import WindowSpec, document_windows, load_documents, make_batch
 from model.evaluate import MEMORY_CHOICES, find_checkpoint, val_documents
 from model.gpt import GPT, GPTConfig
 from model.memory import Slot, build_window_memory
@@ -54,15 +57,16 @@ def classify(slots: list[Slot], value: tuple[int, ...], correct: bool, first: in
 
 
 @torch.no_grad()
-def probe(run_dir: Path, memory: str = "as_trained", step: int | None = None,
-          max_windows: int = 2000, batch_size: int = 64) -> dict[str, Any]:
+def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
+          step: int | None = None, max_windows: int = 2000, batch_size: int = 64) -> dict[str, Any]:
     """{"kinds": {kind: count}, "by_relation": {relation: {kind: count}}} over the val windows."""
-    meta, weights = load_weights(find_checkpoint(run_dir, "triplet", step), "cpu")
+    meta, weights = load_weights(find_checkpoint(run_dir, variant, step), "cpu")
     model = GPT(GPTConfig(**meta["model_config"]))
     model.load_state_dict(weights)
     model.eval()
     spec = WindowSpec(**meta["window_spec"])
-    docs = val_documents(run_dir, "triplet", memory, meta["config"]["train"]["memory_source"])
+    docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
+    facts = docs if variant == "triplet" else load_documents(run_dir, "val", "oracle")
     tok = load_run_tokenizer(run_dir)
     windows = document_windows(docs, spec.window_len)[:max_windows]
     kinds: Counter = Counter()
@@ -74,10 +78,14 @@ def probe(run_dir: Path, memory: str = "as_trained", step: int | None = None,
                                           batch.prefix_len.tolist())):
             doc = docs[d]
             last_target = min(s + spec.window_len, len(doc.tokens) - 1)
-            slots = build_window_memory(doc.memory, s, spec.memory_slots)
+            if variant == "triplet":
+                slots = build_window_memory(doc.memory, s, spec.memory_slots)
             for start, end, _ in doc.recall_spans:
                 if not (s + 1 <= start and end - 1 <= last_target):
                     continue
+                if variant != "triplet":
+                    rows = facts[d].memory
+                    slots = build_window_memory(rows, start - 1, len(rows))
                 at = p + start - s - 1
                 guess, target = predicted[b, at:at + end - start], batch.targets[b, at:at + end - start]
                 kind, gold = classify(slots, tuple(doc.tokens[start:end].tolist()),
@@ -85,7 +93,7 @@ def probe(run_dir: Path, memory: str = "as_trained", step: int | None = None,
                 kinds[kind] += 1
                 relation = tok.decode(list(gold.relation)).strip() if gold else "?"
                 by_relation[relation][kind] += 1
-    return {"step": int(meta["step"]), "memory": memory, "kinds": dict(kinds),
+    return {"variant": variant, "step": int(meta["step"]), "memory": memory, "kinds": dict(kinds),
             "by_relation": {r: dict(c) for r, c in sorted(by_relation.items())}}
 
 
@@ -103,6 +111,7 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="run config YAML")
+    parser.add_argument("--variant", default="triplet", choices=("window", "triplet", "raw", "full"))
     parser.add_argument("--memory", default="as_trained",
                         choices=[m for m in MEMORY_CHOICES if m != "none"])
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
@@ -111,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_config_or_exit(args.config)
     try:
-        result = probe(Path(args.runs_dir) / cfg.name, args.memory, args.step, cfg.evaluate.max_windows)
+        result = probe(Path(args.runs_dir) / cfg.name, args.variant, args.memory, args.step,
+                       cfg.evaluate.max_windows)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"probe_recall: {err}")
     print(json.dumps(result) if args.json else format_table(result))

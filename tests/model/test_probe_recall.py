@@ -1,4 +1,6 @@
 """The recall probe: every span classified once, and the kinds mean what they say."""
+import pytest
+
 from configs.schema import load_config
 from model.evaluate import evaluate_variant
 from model.memory import Slot
@@ -26,16 +28,18 @@ def test_classify_names_what_the_first_guessed_token_points_at():
     assert classify(SLOTS, (7,), False, 7) == ("fact_not_in_memory", None)
 
 
-def test_probe_classifies_every_span_that_evaluate_counts(toy_run):
+@pytest.mark.parametrize("variant", ["triplet", "window"])
+def test_probe_classifies_every_span_that_evaluate_counts(toy_run, variant):
     config, runs = toy_run(num_docs=60, facts=2)
-    train_main(["--config", str(config), "--runs-dir", str(runs), "--variant", "triplet"])
-    result = probe(runs / "toy")
+    train_main(["--config", str(config), "--runs-dir", str(runs), "--variant", variant])
+    result = probe(runs / "toy", variant)
     counts = result["kinds"]
     assert set(counts) <= set(KINDS)
-    evaluated = evaluate_variant(load_config(config), runs / "toy", "triplet")
+    evaluated = evaluate_variant(load_config(config), runs / "toy", variant)
     assert sum(counts.values()) == evaluated["recall_spans"] > 0
     assert counts.get("correct", 0) == round(evaluated["recall_acc"] * evaluated["recall_spans"])
-    assert counts.get("fact_not_in_memory", 0) == 0  # every toy fact is in its window's memory
+    # every toy fact is in its window's memory, and stated before its recall
+    assert counts.get("fact_not_in_memory", 0) == 0
     assert sum(sum(c.values()) for c in result["by_relation"].values()) == sum(counts.values())
     table = format_table(result)
     assert table.splitlines()[-1].startswith(f"all | {sum(counts.values())} |")
