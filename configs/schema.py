@@ -197,6 +197,7 @@ class ModelConfig(Section):
     memory_rope: Literal["unrotated", "fixed"] = "unrotated"
     id_buckets: int = Field(4096, ge=1)  # hashed buckets for the `vocab` encoder
     short_conv: int = Field(0, ge=0)  # causal token-convolution kernel per block, 0 = none (model/gpt.py)
+    tie_embeddings: bool = False  # the head is the token embedding (model/gpt.py)
 
 
 class WandbConfig(Section):

@@ -55,8 +55,7 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(weights, tmp / "model.safetensors")
+        save_file(_unshared(model.state_dict()), tmp / "model.safetensors")
         torch.save([opt.state_dict() for opt in optimizers], tmp / "optimizer.pt")
         (tmp / "loader.json").write_text(json.dumps(loader_states, indent=1))
         torch.save(rng_states, tmp / "rng.pt")
@@ -65,6 +64,18 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies of the weights; a tensor that shares memory with an earlier one (tied embeddings)
+    is copied, as safetensors refuses shared tensors. Loading fills the shared one twice."""
+    seen: set[int] = set()
+    weights = {}
+    for key, value in state.items():
+        value = value.detach().contiguous().cpu()
+        weights[key] = value.clone() if value.data_ptr() in seen else value
+        seen.add(value.data_ptr())
+    return weights
 
 
 def _replace_folder(src: Path, dst: Path) -> None:

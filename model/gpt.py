@@ -10,6 +10,12 @@ Parameter-free RMSNorm, rotary (base 100000), QK-norm (then x1.2), ReLU^2 MLP 4x
 vocab padded to a multiple of 64, logits soft-capped 15*tanh(x/15) in fp32, cross-entropy with
 ignore index -1. Output projections start at zero, lm_head at std 0.001.
 
+Optional tied embeddings (`tie_embeddings`): the head is the token embedding, and logits are
+scaled by 1/sqrt(n_embd) (rows have norm ~sqrt(n_embd)). Copying a value then needs no per-token
+map from input to output embedding: a slot or a position that carries a token's embedding already
+points at that token's logit. nanochat unties; the tiny CPU demo ties, as it learns to copy every
+kind of value within its budget only this way (BENCHMARKS.md "Tied embeddings").
+
 Optional short convolution (`short_conv` = kernel size, 0 = off): before each block's attention,
 every token position adds a causal depthwise convolution over itself and the k-1 tokens before it
 (the "canon layer" of Physics of Language Models part 4.1; the short conv of H3 and Based). It
@@ -60,6 +66,7 @@ class GPTConfig:
     max_surface_len: int = 16    # `tokens` encoder: tokens kept per subject/relation/object
     age_buckets: int = 16        # log2 buckets of tokens-ago
     short_conv: int = 0          # kernel of the causal token convolution per block; 0 = none
+    tie_embeddings: bool = False  # lm_head is wte (logits scaled by 1/sqrt(n_embd))
     softcap: float = 15.0
     rope_base: float = 100000.0
 
@@ -119,7 +126,7 @@ class GPTConfig:
                    sequence_len=model.sequence_len, memory_slots=model.memory_slots,
                    attn_backend=model.attn_backend, triplet_encoder=model.triplet_encoder,
                    memory_rope=model.memory_rope, id_buckets=model.id_buckets,
-                   short_conv=model.short_conv)
+                   short_conv=model.short_conv, tie_embeddings=model.tie_embeddings)
 
 
 def norm(x: Tensor) -> Tensor:
@@ -192,6 +199,8 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
         self.triplet_encoder = TripletEncoder(config) if config.memory_slots > 0 else None
         half = config.head_dim // 2
         inv_freq = config.rope_base ** (-torch.arange(half, dtype=torch.float32) / half)
@@ -202,7 +211,8 @@ class GPT(nn.Module):
     def init_weights(self) -> None:
         """nanochat's init: embeddings N(0, 1), inputs uniform(+-sqrt(3/C)), outputs zero."""
         nn.init.normal_(self.wte.weight, std=1.0)
-        nn.init.normal_(self.lm_head.weight, std=0.001)
+        if not self.config.tie_embeddings:
+            nn.init.normal_(self.lm_head.weight, std=0.001)
         bound = 3 ** 0.5 * self.config.n_embd ** -0.5
         for block in self.blocks:
             for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
@@ -223,7 +233,8 @@ class GPT(nn.Module):
         matrices = [p for p in self.blocks.parameters() if id(p) not in not_matrix]
         if self.triplet_encoder is not None:
             matrices += [p for p in self.triplet_encoder.parameters() if id(p) not in not_matrix]
-        groups = {"matrix": matrices, "embedding": [self.wte.weight], "head": [self.lm_head.weight],
+        head = [] if self.config.tie_embeddings else [self.lm_head.weight]
+        groups = {"matrix": matrices, "embedding": [self.wte.weight], "head": head,
                   "memory": vectors, "scalar": convs}
         assert sum(len(g) for g in groups.values()) == len(list(self.parameters()))
         return groups
@@ -271,6 +282,8 @@ class GPT(nn.Module):
             x = block(x, plan, num_memory)
         x = norm(x[:, num_memory:])
         logits = self.lm_head(x)[..., : self.config.vocab_size].float()
+        if self.config.tie_embeddings:
+            logits = logits * self.config.n_embd ** -0.5
         cap = self.config.softcap
         logits = cap * torch.tanh(logits / cap)
         if targets is None:

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from configs.schema import ModelConfig
 from model import attention
@@ -52,11 +53,11 @@ def test_depth_dial(depth, n_embd, n_head):
 def test_explicit_width_overrides_and_schema_fields_carry_over():
     model_cfg = ModelConfig(depth=2, n_embd=96, sequence_len=32, memory_slots=8,
                             attn_backend="sdpa", triplet_encoder="vocab", memory_rope="fixed",
-                            id_buckets=77, short_conv=4)
+                            id_buckets=77, short_conv=4, tie_embeddings=True)
     cfg = GPTConfig.from_model_config(model_cfg, vocab_size=300)
     assert (cfg.n_embd, cfg.n_head, cfg.sequence_len, cfg.memory_slots) == (96, 1, 32, 8)
-    assert (cfg.triplet_encoder, cfg.memory_rope, cfg.id_buckets, cfg.short_conv) == (
-        "vocab", "fixed", 77, 4)
+    assert (cfg.triplet_encoder, cfg.memory_rope, cfg.id_buckets, cfg.short_conv,
+            cfg.tie_embeddings) == ("vocab", "fixed", 77, 4, True)
     assert GPTConfig.from_model_config(ModelConfig(n_embd=128, n_head=4), 300).head_dim == 32
 
 
@@ -73,6 +74,28 @@ def test_init_and_shapes():
     # zero-init outputs + a tiny head: near-uniform predictions at step 0
     loss = model(idx, idx)
     assert loss.item() == pytest.approx(math.log(100), abs=0.05)
+
+
+def test_tied_embeddings_share_one_matrix():
+    torch.manual_seed(0)
+    model = GPT(tiny(vocab_size=100, tie_embeddings=True))
+    assert model.lm_head.weight is model.wte.weight
+    assert model.wte.weight.std().item() == pytest.approx(1.0, rel=0.1)  # not the head's 0.001
+    groups = model.param_groups()
+    assert groups["head"] == [] and groups["embedding"] == [model.wte.weight]
+    idx = torch.randint(0, 100, (2, 16))
+    # at step 0 (zero-init outputs) a position scores its own token ~sqrt(n_embd) above the rest,
+    # logits scaled by 1/sqrt(n_embd) keep that O(1), not O(n_embd)
+    logits = model(idx)
+    assert logits.abs().max().item() < 2 * math.sqrt(32)
+    # an input embedding read straight out scores its own token highest (the copy tied heads give)
+    x = F.rms_norm(model.wte.weight[:100], (32,))
+    assert (model.lm_head(x)[:, :100].argmax(-1) == torch.arange(100)).all()
+    before = model.wte.weight.detach().clone()
+    model(idx, idx).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert torch.equal(model.lm_head.weight, model.wte.weight)
+    assert not torch.equal(model.wte.weight, before)
 
 
 def test_softcap_and_windows_longer_than_sequence_len():

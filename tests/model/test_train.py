@@ -125,3 +125,17 @@ def test_resume_point_is_the_highest_valid_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path).name == "step_000002"
     meta, weights = load_weights(tmp_path / "step_000002")
     assert meta["step"] == 2 and torch.equal(weights["weight"], model.weight)
+
+
+def test_a_tied_model_checkpoints_and_loads_back(tmp_path):
+    from model.gpt import GPT, GPTConfig
+    config = GPTConfig(vocab_size=100, n_layer=1, n_head=2, n_embd=32, sequence_len=8,
+                       memory_slots=0, attn_backend="sdpa", tie_embeddings=True)
+    model = GPT(config)
+    opt = torch.optim.AdamW(model.parameters())
+    path = save_checkpoint(tmp_path, 1, model, [opt], [{"epoch": 0}], [rng_state()], {"variant": "x"})
+    _, weights = load_weights(path)
+    again = GPT(config)
+    again.load_state_dict(weights)
+    assert again.lm_head.weight is again.wte.weight
+    assert torch.equal(again.wte.weight, model.wte.weight)
