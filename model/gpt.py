@@ -247,6 +247,8 @@ class GPT(nn.Module):
         if self.triplet_encoder is not None:
             skip |= {id(p) for p in self.triplet_encoder.parameters()}
         n = sum(p.numel() for p in self.parameters() if id(p) not in skip)
+        if self.config.tie_embeddings:  # the head is the skipped embedding, but it is a matmul
+            n += self.lm_head.weight.numel()
         cfg = self.config
         context = context_len if context_len is not None else cfg.sequence_len + cfg.memory_slots
         return 6 * n + 12 * cfg.n_layer * cfg.n_embd * context

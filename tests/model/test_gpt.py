@@ -96,6 +96,8 @@ def test_tied_embeddings_share_one_matrix():
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert torch.equal(model.lm_head.weight, model.wte.weight)
     assert not torch.equal(model.wte.weight, before)
+    # the head's matmul still counts, shared or not
+    assert model.estimate_flops_per_token() == GPT(tiny(vocab_size=100)).estimate_flops_per_token()
 
 
 def test_softcap_and_windows_longer_than_sequence_len():
