@@ -27,11 +27,10 @@ from model.train import main as train_main
 TASK_KNOBS = ("facts", "keys", "key_len", "value_len", "relations", "values", "filler_len", "noise")
 
 
-def build_run(root: Path, args: argparse.Namespace) -> Path:
+def build_run(root: Path, task: ToyTask, args: argparse.Namespace) -> Path:
     """Tokenizer, shards and config of the run under `root`; returns the config path."""
     run = root / "lookup"
     write_toy_tokenizer(run)
-    task = ToyTask(**{k: getattr(args, k) for k in TASK_KNOBS})
     write_toy_shards(run, task, args.docs, docs_per_shard=500)
     config = {
         "name": "lookup",
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", default="/tmp/bench_lookup", help="scratch folder (replaced)")
     args = parser.parse_args(argv)
     try:
-        ToyTask(**{k: getattr(args, k) for k in TASK_KNOBS})
+        task = ToyTask(**{k: getattr(args, k) for k in TASK_KNOBS})
     except ValueError as err:
         parser.error(str(err))
     root = Path(args.dir)
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (root / "lookup.yaml").exists():
             parser.error(f"--dir {root} exists and is not a bench_lookup folder; not replacing it")
         shutil.rmtree(root)  # a leftover checkpoint would otherwise be resumed, skipping training
-    config = build_run(root, args)
+    config = build_run(root, task, args)
     torch.set_num_threads(1)  # tiny matrices; two runs side by side share the 2 cores fairly
     t0 = time.perf_counter()
     train_main(["--config", str(config), "--runs-dir", str(root), "--variant", args.variant])

@@ -28,7 +28,7 @@ import sys
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,15 @@ def find_checkpoint(run_dir: Path, variant: str, step: int | None) -> Path:
     return path
 
 
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str, Any], GPT, WindowSpec]:
+    """(meta, model in eval mode, window spec) of the checkpoint folder `path`."""
+    meta, weights = load_weights(path, device)
+    model = GPT(GPTConfig(**meta["model_config"])).to(device)
+    model.load_state_dict(weights)
+    model.eval()
+    return meta, model, WindowSpec(**meta["window_spec"])
+
+
 def val_documents(run_dir: Path, variant: str, memory: str, trained_source: str) -> list[Document]:
     """The val documents with the memory rows `memory` asks for."""
     if memory not in MEMORY_CHOICES:
@@ -70,6 +79,19 @@ def val_documents(run_dir: Path, variant: str, memory: str, trained_source: str)
         rows = [d.memory for d in docs]
         docs = [replace(d, memory=rows[(i + 1) % len(docs)]) for i, d in enumerate(docs)]
     return docs
+
+
+def window_recall_spans(batch: Batch, docs: list[Document], window_len: int
+                        ) -> Iterator[tuple[int, Document, int, int, int, int]]:
+    """(batch row, document, start, end, stated_pos, at) of every recall span whose tokens are all
+    targets of its window; `at` is the sequence position whose target is token `start`."""
+    for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
+                                      batch.prefix_len.tolist())):
+        doc = docs[d]
+        last_target = min(s + window_len, len(doc.tokens) - 1)
+        for start, end, stated in doc.recall_spans:
+            if s + 1 <= start and end - 1 <= last_target:
+                yield b, doc, start, end, stated, p + start - s - 1
 
 
 class Totals:
@@ -107,14 +129,8 @@ class Totals:
 
     def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[Document],
                    window_len: int) -> None:
-        for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
-                                          batch.prefix_len.tolist())):
-            doc = docs[d]
-            last_target = min(s + window_len, len(doc.tokens) - 1)
-            for start, end, stated in doc.recall_spans:
-                if s + 1 <= start and end - 1 <= last_target:
-                    at = p + start - s - 1  # sequence position whose target is token `start`
-                    self.spans.append((start - stated, bool(correct[b, at:at + end - start].all())))
+        for b, doc, start, end, stated, at in window_recall_spans(batch, docs, window_len):
+            self.spans.append((start - stated, bool(correct[b, at:at + end - start].all())))
 
     def result(self) -> dict[str, Any]:
         ln2 = math.log(2)
@@ -140,11 +156,7 @@ def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = 
     run_dir = Path(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     path = find_checkpoint(run_dir, variant, step)
-    meta, weights = load_weights(path, device)
-    model = GPT(GPTConfig(**meta["model_config"])).to(device)
-    model.load_state_dict(weights)
-    model.eval()
-    spec = WindowSpec(**meta["window_spec"])
+    meta, model, spec = load_model(path, device)
     if memory == "none":
         spec = replace(spec, memory_slots=0)  # no memory at all: the model runs as a plain GPT
     docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])

@@ -25,10 +25,9 @@ from typing import Any
 import torch
 
 from configs.schema import load_config_or_exit
-from model.checkpoint import load_weights
-from model.dataloader import WindowSpec, document_windows, load_documents, make_batch
-from model.evaluate import MEMORY_CHOICES, find_checkpoint, val_documents
-from model.gpt import GPT, GPTConfig
+from model.dataloader import document_windows, load_documents, make_batch
+from model.evaluate import (MEMORY_CHOICES, find_checkpoint, load_model, val_documents,
+                            window_recall_spans)
 from model.memory import Slot, build_window_memory
 from model.tokenizer import load_run_tokenizer
 
@@ -60,11 +59,7 @@ def classify(slots: list[Slot], value: tuple[int, ...], correct: bool, first: in
 def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
           step: int | None = None, max_windows: int = 2000, batch_size: int = 64) -> dict[str, Any]:
     """{"kinds": {kind: count}, "by_relation": {relation: {kind: count}}} over the val windows."""
-    meta, weights = load_weights(find_checkpoint(run_dir, variant, step), "cpu")
-    model = GPT(GPTConfig(**meta["model_config"]))
-    model.load_state_dict(weights)
-    model.eval()
-    spec = WindowSpec(**meta["window_spec"])
+    meta, model, spec = load_model(find_checkpoint(run_dir, variant, step))
     docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
     facts = docs if variant == "triplet" else load_documents(run_dir, "val", "oracle")
     tok = load_run_tokenizer(run_dir)
@@ -74,25 +69,18 @@ def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
     for i in range(0, len(windows), batch_size):
         batch = make_batch(docs, windows[i:i + batch_size], spec)
         predicted = model(batch.inputs, memory=batch.memory).argmax(-1)
-        for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
-                                          batch.prefix_len.tolist())):
-            doc = docs[d]
-            last_target = min(s + spec.window_len, len(doc.tokens) - 1)
-            if variant == "triplet":
-                slots = build_window_memory(doc.memory, s, spec.memory_slots)
-            for start, end, _ in doc.recall_spans:
-                if not (s + 1 <= start and end - 1 <= last_target):
-                    continue
-                if variant != "triplet":
-                    rows = facts[d].memory
-                    slots = build_window_memory(rows, start - 1, len(rows))
-                at = p + start - s - 1
-                guess, target = predicted[b, at:at + end - start], batch.targets[b, at:at + end - start]
-                kind, gold = classify(slots, tuple(doc.tokens[start:end].tolist()),
-                                      bool((guess == target).all()), int(guess[0]))
-                kinds[kind] += 1
-                relation = tok.decode(list(gold.relation)).strip() if gold else "?"
-                by_relation[relation][kind] += 1
+        for b, doc, start, end, _, at in window_recall_spans(batch, docs, spec.window_len):
+            if variant == "triplet":  # the window's own memory
+                slots = build_window_memory(doc.memory, int(batch.window_start[b]), spec.memory_slots)
+            else:  # every oracle fact stated before the value
+                rows = facts[int(batch.doc_index[b])].memory
+                slots = build_window_memory(rows, start - 1, len(rows))
+            guess, target = predicted[b, at:at + end - start], batch.targets[b, at:at + end - start]
+            kind, gold = classify(slots, tuple(doc.tokens[start:end].tolist()),
+                                  bool((guess == target).all()), int(guess[0]))
+            kinds[kind] += 1
+            relation = tok.decode(list(gold.relation)).strip() if gold else "?"
+            by_relation[relation][kind] += 1
     return {"variant": variant, "step": int(meta["step"]), "memory": memory, "kinds": dict(kinds),
             "by_relation": {r: dict(c) for r, c in sorted(by_relation.items())}}
 
