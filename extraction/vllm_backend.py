@@ -21,14 +21,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from configs.schema import VllmConfig
-from extraction.base import Document, ExtractionError, Triplet
+from pydantic import Field
+
+from configs.base import Section
+from warehouse.contracts import Document, ExtractionError, Triplet
 from extraction.parsing import parse_llm_output
 from extraction.prompts import (TRIPLETS_JSON_SCHEMA, PromptChunk, build_chunks, chat_messages,
                                 plain_prompt)
 
 RAW_PREFIX_CHARS = 200
 INSTALL_HINT = "backend 'vllm' needs vLLM: pip install -e '.[vllm]'"
+
+
+class VllmConfig(Section):
+    """The `extract.vllm` section."""
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    tensor_parallel_size: int = Field(1, ge=1)
+    batch_size: int = Field(256, ge=1)  # documents per generate() call
+    max_tokens: int = Field(1024, ge=16)
+    max_model_len: int = Field(8192, ge=512)
+    chunk_sentences: int = Field(24, ge=1)  # long documents are split into chunks of sentences
+    temperature: float = Field(0.0, ge=0)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 
 def triplets_from_output(chunk: PromptChunk, text: str,

@@ -4,8 +4,8 @@
                              [--force a] [--dry-run]
 
 The config is validated before anything is written (a bad one exits with status 2). Each stage
-is a Prefect task keyed by its own settings, its upstream manifests and its code
-(tasks/stage.py): a second run with nothing changed skips every stage, changing one stage's
+is a Prefect task around a plain function (the table in tasks/stage.py), keyed by its own
+settings, its upstream manifests and its code (its import closure): a second run with nothing changed skips every stage, changing one stage's
 settings reruns it and what follows, and `--force` reruns the named stages. `train` names every
 training variant. The flow runs on Prefect's ephemeral API (nothing to start by hand), or as the
 deployments in prefect.yaml.
@@ -29,8 +29,8 @@ from prefect import flow
 
 from configs.schema import RunConfig, dump_config, load_config, load_config_or_exit
 from tasks.stage import (MissingUpstream, StageSpec, cache_key, is_current, plan_stages,
-                         read_manifest, select_stages, upstream_fingerprints)
-from warehouse.shards import write_text_atomically
+                         read_manifest, select_stages, stage_task, upstream_fingerprints)
+from warehouse.shard_io import write_text_atomically
 
 
 def prepare_run_dir(cfg: RunConfig, runs_dir: str | Path) -> Path:
@@ -39,16 +39,6 @@ def prepare_run_dir(cfg: RunConfig, runs_dir: str | Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomically(dump_config(cfg), run_dir / "config.yaml")
     return run_dir
-
-
-def stage_task_for(spec: StageSpec):
-    """The Prefect task of a stage (imported lazily: the CLI's --dry-run needs no Prefect)."""
-    if spec.name.startswith("train-"):
-        from tasks.train import train_task
-        return train_task(spec.name.removeprefix("train-"))
-    import importlib
-    module = importlib.import_module(f"tasks.{spec.name}")
-    return getattr(module, spec.name)
 
 
 def _force_set(force: list[str] | None, plan: list[StageSpec]) -> set[str]:
@@ -68,8 +58,8 @@ def pipeline(config: str, runs_dir: str = "runs", stages: list[str] | None = Non
         upstream = upstream_fingerprints(run_dir, spec, plan)
         key = cache_key(cfg, spec, upstream)
         refresh = spec.name in forced or not is_current(run_dir, spec, key)
-        task = stage_task_for(spec).with_options(result_storage=run_dir / ".prefect",
-                                                 refresh_cache=refresh)
+        task = stage_task(spec).with_options(result_storage=run_dir / ".prefect",
+                                             refresh_cache=refresh)
         t0 = time.perf_counter()
         state = task(spec, cfg, str(run_dir), key, upstream, return_state=True)
         manifest = state.result()  # raises the stage's error when it failed
@@ -114,9 +104,9 @@ def dry_run(cfg: RunConfig, config_path: str, runs_dir: str | Path, stages: list
                 status = "after upstream" if set(spec.upstream) & {s.name for s in plan} else "will run"
         if status != "cached":
             will_run.add(spec.name)
-        if spec.name.startswith("train-"):
-            cmd = " ".join(torchrun_command(run_dir, spec.name.removeprefix("train-"),
-                                            cfg.train.nproc_per_node, resume=False))
+        if spec.variant:
+            cmd = " ".join(torchrun_command(run_dir, spec.variant, cfg.train.nproc_per_node,
+                                            resume=False))
         else:
             cmd = f"python -m flows.pipeline --config {config_path} " \
                   f"--runs-dir {run_dir.parent} --stages {spec.name}"

@@ -1,14 +1,10 @@
-"""Windows of the training shards, with each variant's context: memory slots or earlier raw tokens.
+"""Windows of the training shards, with each variant's context: memory slots or earlier tokens.
 
 Reads the parallel `tokens` and `memory` shards of a run (DESIGN §4). Every document is cut into
 windows of T tokens starting at s = 0, T, 2T, ...; a window's inputs are tokens [s, s+T) and its
 targets tokens [s+1, s+T+1), so every document token after `<|bos|>` is a target exactly once.
-The variants differ only in what comes before the window (targets there are -1, no loss):
-
-    window   nothing
-    triplet  the window's memory (`Batch.memory`, built by the memory policy from evicted rows)
-    raw      the M raw tokens just before the window
-    full     all earlier raw tokens of the document, at most `full_context_cap`
+The variants (model/variants.py) differ only in what comes before the window: a token prefix
+(targets there are -1, no loss) and/or memory slots (`Batch.memory`).
 
 Sequences are right-padded to the longest in the batch (inputs 0, targets -1), which causal
 attention never looks at. A batch also carries the recall-token mask of its targets and the window
@@ -16,7 +12,7 @@ starts. Each rank holds the documents `i % world_size == rank` of the split (dis
 `WindowLoader` streams its windows forever in an order shuffled by (seed, epoch, rank); its
 `state_dict()` goes into the checkpoint so a resumed run sees exactly the batches it would have.
 
-    docs = load_documents(Path("runs/tiny"), "train", memory_source="oracle", rank=0, world_size=1)
+    docs = load_training_documents(Path("runs/tiny"), "train", memory_source="oracle")
     loader = WindowLoader(docs, WindowSpec("triplet", 64, 16, 1024), batch_size=16, seed=1337)
     batch = next(loader)
 
@@ -33,18 +29,18 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
-from model.memory import (MAX_SURFACE_TOKENS, Memory, MemoryRow, build_window_memory,
-                          collate_memory, memory_rows)
-from warehouse.shards import list_shards, shard_index, shard_path
+from model.memory import Memory, MemoryRow, collate_memory, memory_rows
+from model.variants import WindowSpec, variant_of
+from warehouse.contracts import extractor_backend
+from warehouse.shard_io import list_shards, read_shard, shard_index, shard_path
 
 TOKEN_COLUMNS = ["doc_id", "split", "tokens", "recall", "recall_spans"]
 
 
 @dataclass
-class Document:
+class TrainingDocument:
     """One document of a split: its tokens, recall annotations and memory rows."""
     doc_id: str
     tokens: np.ndarray  # int64 [n], <|bos|> first
@@ -53,42 +49,14 @@ class Document:
     memory: list[MemoryRow]  # sorted by token_pos (model.memory.memory_rows)
 
 
-@dataclass(frozen=True)
-class WindowSpec:
-    """What one training sequence holds: the variant, the window T, M and the `full` cap."""
-    variant: str
-    window_len: int
-    memory_slots: int
-    full_context_cap: int
-    surface_len: int = MAX_SURFACE_TOKENS  # tokens kept per subject / relation / object
-
-    def prefix_len(self, window_start: int) -> int:
-        """Raw tokens placed before the window starting at `window_start`."""
-        if self.variant == "raw":
-            return min(self.memory_slots, window_start)
-        if self.variant == "full":
-            return min(self.full_context_cap, window_start)
-        return 0
-
-    @property
-    def context_len(self) -> int:
-        """The longest token sequence this variant feeds the model (its rotary length)."""
-        extra = {"raw": self.memory_slots, "full": self.full_context_cap}.get(self.variant, 0)
-        return self.window_len + extra
-
-    @property
-    def uses_memory(self) -> bool:
-        return self.variant == "triplet" and self.memory_slots > 0
-
-
 @dataclass
 class Batch:
     inputs: torch.Tensor  # [B, L] token ids (0 at padding)
     targets: torch.Tensor  # [B, L] next tokens on the window, -1 elsewhere
     recall: torch.Tensor  # [B, L] True where the target is a recall token
-    memory: Memory | None  # the triplet variant's memory, else None
+    memory: Memory | None  # memory slots of variants that have them, else None
     window_start: torch.Tensor  # [B] document index of each window's first token
-    prefix_len: torch.Tensor  # [B] raw tokens before the window
+    prefix_len: torch.Tensor  # [B] tokens before the window
     doc_index: torch.Tensor  # [B] index into the loader's documents
 
     def to(self, device: torch.device | str) -> "Batch":
@@ -103,20 +71,14 @@ class Batch:
 
 
 def source_matches(sources: pa.Array, memory_source: str) -> pa.Array:
-    """Rows whose extractor is `memory_source` ('vllm' matches 'vllm:<model>')."""
-    return pc.or_(pc.equal(sources, memory_source), pc.starts_with(sources, memory_source + ":"))
+    """Rows whose extractor is backend `memory_source` ('vllm' matches 'vllm:<model>')."""
+    names = pc.unique(sources).to_pylist()
+    ours = [n for n in names if n is not None and extractor_backend(n) == memory_source]
+    return pc.is_in(sources, value_set=pa.array(ours, pa.string()))
 
 
-def _read(path: Path, columns: list[str] | None, stage: str) -> pa.Table:
-    try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowException, OSError) as err:
-        raise ValueError(f"{path}: unreadable shard ({str(err).splitlines()[0]}); delete it and "
-                         f"rerun the {stage} stage") from None
-
-
-def load_documents(run_dir: Path, split: str, memory_source: str | None,
-                   rank: int = 0, world_size: int = 1) -> list[Document]:
+def load_training_documents(run_dir: Path, split: str, memory_source: str | None,
+                            rank: int = 0, world_size: int = 1) -> list[TrainingDocument]:
     """This rank's documents of `split` (every `world_size`-th, starting at `rank`), in shard order.
 
     `memory_source` picks the extractor whose memory rows are attached (None: no memory rows).
@@ -124,10 +86,10 @@ def load_documents(run_dir: Path, split: str, memory_source: str | None,
     token_shards = list_shards(run_dir, "tokens")
     if not token_shards:
         raise FileNotFoundError(f"{Path(run_dir) / 'tokens'}: no tokens shards (run the shards stage first)")
-    docs: list[Document] = []
+    docs: list[TrainingDocument] = []
     seen = 0  # documents of the split so far, over all ranks
     for path in token_shards:
-        table = _read(path, TOKEN_COLUMNS, "shards")
+        table = read_shard(path, TOKEN_COLUMNS)
         table = table.filter(pc.equal(table.column("split"), split))
         mine = [i for i in range(table.num_rows) if (seen + i) % world_size == rank]
         seen += table.num_rows
@@ -140,8 +102,8 @@ def load_documents(run_dir: Path, split: str, memory_source: str | None,
             recall = np.zeros(len(tokens), dtype=bool)
             recall[np.asarray(doc["recall"], dtype=np.int64)] = True
             spans = [(s["start"], s["end"], s["stated_pos"]) for s in doc["recall_spans"]]
-            docs.append(Document(doc["doc_id"], tokens, recall, spans,
-                                 memory_rows(memory.get(doc["doc_id"], ()))))
+            docs.append(TrainingDocument(doc["doc_id"], tokens, recall, spans,
+                                         memory_rows(memory.get(doc["doc_id"], ()))))
     if memory_source is not None and docs and not any(d.memory for d in docs):
         raise ValueError(f"{Path(run_dir) / 'memory'}: no memory rows from extractor "
                          f"{memory_source!r} for the {split} documents: add it to extract.backends "
@@ -157,7 +119,7 @@ def _read_memory(run_dir: Path, index: int, doc_ids: pa.ChunkedArray,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: memory shard missing beside its tokens shard "
                                 "(rerun the shards stage)")
-    table = _read(path, None, "shards")
+    table = read_shard(path)
     table = table.filter(pc.and_(source_matches(table.column("source"), memory_source),
                                  pc.is_in(table.column("doc_id"), value_set=doc_ids.combine_chunks())))
     by_doc: dict[str, list[dict[str, Any]]] = {}
@@ -166,26 +128,29 @@ def _read_memory(run_dir: Path, index: int, doc_ids: pa.ChunkedArray,
     return by_doc
 
 
-def document_windows(docs: Sequence[Document], window_len: int) -> np.ndarray:
+def document_windows(docs: Sequence[TrainingDocument], window_len: int) -> np.ndarray:
     """(doc_index, window_start) of every window, in document order: int64 [N, 2]."""
     pairs = [(d, s) for d, doc in enumerate(docs) for s in range(0, len(doc.tokens) - 1, window_len)]
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def make_batch(docs: Sequence[Document], windows: np.ndarray, spec: WindowSpec) -> Batch:
-    """The batch of the given (doc_index, window_start) pairs."""
+def make_batch(docs: Sequence[TrainingDocument], windows: np.ndarray, spec: WindowSpec) -> Batch:
+    """The batch of the given (doc_index, window_start) pairs, with `spec.variant`'s context."""
+    variant = variant_of(spec.variant)
+    uses_memory = variant.memory is not None and spec.memory_slots > 0
     rows, slot_lists, prefixes = [], [], []
     for d, s in windows.tolist():
         doc = docs[d]
-        p = spec.prefix_len(s)
+        prefix = variant.prefix(doc, s, spec) if variant.prefix else doc.tokens[:0]
+        p = len(prefix)
         end = min(s + spec.window_len, len(doc.tokens) - 1)
-        inputs = doc.tokens[s - p:end]
+        inputs = np.concatenate([prefix, doc.tokens[s:end]])
         targets = np.concatenate([np.full(p, -1, dtype=np.int64), doc.tokens[s + 1:end + 1]])
         recall = np.concatenate([np.zeros(p, dtype=bool), doc.recall[s + 1:end + 1]])
         rows.append((inputs, targets, recall))
         prefixes.append(p)
-        if spec.uses_memory:
-            slot_lists.append(build_window_memory(doc.memory, s, spec.memory_slots))
+        if uses_memory:
+            slot_lists.append(variant.memory(doc, s, spec))
     length = max(len(r[0]) for r in rows)
     inputs = np.zeros((len(rows), length), dtype=np.int64)
     targets = np.full((len(rows), length), -1, dtype=np.int64)
@@ -194,7 +159,7 @@ def make_batch(docs: Sequence[Document], windows: np.ndarray, spec: WindowSpec) 
         inputs[b, :len(x)], targets[b, :len(y)], recall[b, :len(r)] = x, y, r
     return Batch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets),
                  recall=torch.from_numpy(recall),
-                 memory=collate_memory(slot_lists, spec.memory_slots, spec.surface_len) if spec.uses_memory else None,
+                 memory=collate_memory(slot_lists, spec.memory_slots, spec.surface_len) if uses_memory else None,
                  window_start=torch.from_numpy(windows[:, 1].copy()),
                  prefix_len=torch.tensor(prefixes, dtype=torch.long),
                  doc_index=torch.from_numpy(windows[:, 0].copy()))
@@ -203,7 +168,7 @@ def make_batch(docs: Sequence[Document], windows: np.ndarray, spec: WindowSpec) 
 class WindowLoader:
     """An endless stream of shuffled batches over one rank's documents, resumable exactly."""
 
-    def __init__(self, docs: Sequence[Document], spec: WindowSpec, batch_size: int, seed: int,
+    def __init__(self, docs: Sequence[TrainingDocument], spec: WindowSpec, batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1):
         self.docs, self.spec, self.batch_size = docs, spec, batch_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -253,19 +218,23 @@ def measure_tokens_per_second(loader: WindowLoader, batches: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from configs.schema import VARIANTS, load_config_or_exit
+    from configs.schema import load_config_or_exit
+    from model.variants import window_spec
     parser = argparse.ArgumentParser(description="Measure the dataloader's window tokens/s.")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--variant", choices=VARIANTS, default="triplet")
+    parser.add_argument("--variant", default="triplet")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--batches", type=int, default=200)
     args = parser.parse_args(argv)
     cfg = load_config_or_exit(args.config)
-    spec = WindowSpec(args.variant, cfg.model.sequence_len, cfg.model.memory_slots,
-                      cfg.train.full_context_cap)
+    try:
+        spec = window_spec(cfg, args.variant)
+    except ValueError as err:
+        parser.error(str(err))
     start = time.perf_counter()
-    docs = load_documents(Path(args.runs_dir) / cfg.name, "train",
-                          cfg.train.memory_source if spec.uses_memory else None)
+    docs = load_training_documents(Path(args.runs_dir) / cfg.name, "train",
+                                   cfg.train.memory_source if variant_of(args.variant).reads_memory_rows
+                                   else None)
     loaded = time.perf_counter() - start
     loader = WindowLoader(docs, spec, cfg.train.device_batch_size, cfg.train.seed)
     rate = measure_tokens_per_second(loader, args.batches)

@@ -15,9 +15,10 @@ document order, at most `evaluate.max_windows`, `evaluate.batch_size` at a time.
 - `compression`: evicted tokens per memory slot used (triplet); `positions`: attention positions
   used per window (memory slots + earlier raw tokens + window tokens).
 
-`--memory` (triplet only) replaces the trained memory: `none` removes it, `shuffled` gives each
-document the memory of the next one (a deterministic derangement), `oracle` / `spacy` / `vllm` use
-that extractor's rows. Nothing is written here; the evaluate stage stores the returned dict.
+`--memory` replaces the trained memory of a variant that has memory (its ablations in
+model/variants.py): `none` removes it, `shuffled` gives each document the memory of the next one
+(a deterministic derangement), an extraction backend's name (`oracle`, `spacy`, ...) uses that
+extractor's rows. Nothing is written here; the evaluate stage stores the returned dict.
 """
 from __future__ import annotations
 
@@ -33,13 +34,16 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from configs.schema import BACKENDS, RunConfig, load_config_or_exit
+from configs.schema import RunConfig, load_config_or_exit
 from model.checkpoint import latest_checkpoint, load_weights, step_folder
-from model.dataloader import Batch, Document, WindowSpec, document_windows, load_documents, make_batch
+from model.dataloader import (Batch, TrainingDocument, document_windows, load_training_documents,
+                              make_batch)
 from model.gpt import GPT, GPTConfig
 from model.tokenizer import load_run_tokenizer
+from model.variants import WindowSpec, variant_of
 
-MEMORY_CHOICES = ("as_trained", "none", "shuffled", *BACKENDS)
+# --memory: the trained memory, none, another document's, or any extraction backend's name
+MEMORY_KINDS = ("as_trained", "none", "shuffled")
 
 
 def find_checkpoint(run_dir: Path, variant: str, step: int | None) -> Path:
@@ -60,17 +64,23 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str
     return meta, model, WindowSpec(**meta["window_spec"])
 
 
-def val_documents(run_dir: Path, variant: str, memory: str, trained_source: str) -> list[Document]:
-    """The val documents with the memory rows `memory` asks for."""
-    if memory not in MEMORY_CHOICES:
-        raise ValueError(f"--memory {memory!r}: choose one of {', '.join(MEMORY_CHOICES)}")
-    if variant != "triplet" and memory != "as_trained":
-        raise ValueError(f"--memory {memory} applies to the triplet variant only, not {variant!r}")
-    if variant != "triplet" or memory == "none":
+def memory_ablation(memory: str) -> str:
+    """The variant ablation kind a --memory choice is (model/variants.py ABLATION_KINDS)."""
+    return {"none": "no_memory", "shuffled": "shuffled"}.get(memory, "memory_source")
+
+
+def val_documents(run_dir: Path, variant: str, memory: str,
+                  trained_source: str) -> list[TrainingDocument]:
+    """The val documents with the memory rows `memory` asks for (a backend name: its rows)."""
+    spec = variant_of(variant)
+    if memory != "as_trained" and memory_ablation(memory) not in spec.ablations:
+        raise ValueError(f"--memory {memory} does not apply to variant {variant!r} "
+                         f"(its ablations: {', '.join(spec.ablations) or 'none'})")
+    if not spec.reads_memory_rows or memory == "none":
         source = None
     else:
-        source = memory if memory in BACKENDS else trained_source
-    docs = load_documents(run_dir, "val", source)
+        source = trained_source if memory in MEMORY_KINDS else memory
+    docs = load_training_documents(run_dir, "val", source)
     if not docs:
         raise ValueError(f"{run_dir}: the tokens shards hold no val documents")
     if memory == "shuffled":
@@ -81,8 +91,8 @@ def val_documents(run_dir: Path, variant: str, memory: str, trained_source: str)
     return docs
 
 
-def window_recall_spans(batch: Batch, docs: list[Document], window_len: int
-                        ) -> Iterator[tuple[int, Document, int, int, int, int]]:
+def window_recall_spans(batch: Batch, docs: list[TrainingDocument], window_len: int
+                        ) -> Iterator[tuple[int, TrainingDocument, int, int, int, int]]:
     """(batch row, document, start, end, stated_pos, at) of every recall span whose tokens are all
     targets of its window; `at` is the sequence position whose target is token `start`."""
     for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
@@ -104,7 +114,7 @@ class Totals:
         self.spans: list[tuple[int, bool]] = []
 
     def add(self, batch: Batch, logits: torch.Tensor, token_bytes: torch.Tensor,
-            docs: list[Document], window_len: int) -> None:
+            docs: list[TrainingDocument], window_len: int) -> None:
         targets = batch.targets
         nats = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1,
                                reduction="none").view_as(targets).double()
@@ -127,7 +137,7 @@ class Totals:
         correct = (logits.argmax(-1) == targets).cpu()
         self._add_spans(batch, correct, docs, window_len)
 
-    def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[Document],
+    def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[TrainingDocument],
                    window_len: int) -> None:
         for b, doc, start, end, stated, at in window_recall_spans(batch, docs, window_len):
             self.spans.append((start - stated, bool(correct[b, at:at + end - start].all())))
@@ -158,7 +168,7 @@ def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = 
     path = find_checkpoint(run_dir, variant, step)
     meta, model, spec = load_model(path, device)
     if memory == "none":
-        spec = replace(spec, memory_slots=0)  # no memory at all: the model runs as a plain GPT
+        spec = spec.without_memory()  # no memory at all: the model runs as a plain GPT
     docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
     token_bytes = torch.tensor(load_run_tokenizer(run_dir).token_bytes(), device=device)
     windows = document_windows(docs, spec.window_len)[: cfg.evaluate.max_windows]
@@ -176,8 +186,9 @@ def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Evaluate a trained variant on the val split.")
     parser.add_argument("--config", required=True, help="run config YAML")
-    parser.add_argument("--variant", required=True, choices=("window", "triplet", "raw", "full"))
-    parser.add_argument("--memory", default="as_trained", choices=MEMORY_CHOICES)
+    parser.add_argument("--variant", required=True, help="a trained variant (model/variants.py)")
+    parser.add_argument("--memory", default="as_trained",
+                        help="as_trained, none, shuffled, or an extraction backend's name")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ whose slots are all invalid gives the same logits (tokens then see nothing extra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -48,7 +48,11 @@ QK_SCALE = 1.2  # q and k after QK-norm (nanochat)
 
 
 class GPTConfigError(ValueError):
-    """An invalid model configuration; the message says how to fix it."""
+    """An invalid model configuration; `field` names the setting, the message says the fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(kw_only=True)
@@ -74,34 +78,34 @@ class GPTConfig:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "sequence_len", "id_buckets",
                      "max_surface_len", "age_buckets"):
             if getattr(self, name) < 1:
-                raise GPTConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise GPTConfigError(name, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("memory_slots", "short_conv"):
             if getattr(self, name) < 0:
-                raise GPTConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise GPTConfigError(name, f"{name} must be >= 0, got {getattr(self, name)}")
         choices = {"attn_backend": BACKENDS, "triplet_encoder": TRIPLET_ENCODERS,
                    "memory_rope": MEMORY_ROPE}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise GPTConfigError(
-                    f"{name} is {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+                    name, f"{name} is {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.n_embd % self.n_head:
             divisors = [h for h in range(1, self.n_head + 1) if self.n_embd % h == 0]
             raise GPTConfigError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): set n_head "
-                f"to a divisor of n_embd, e.g. {divisors[-1]}")
+                "n_head", f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                f"set n_head to a divisor of n_embd, e.g. {divisors[-1]}")
         if self.head_dim % 2:
             raise GPTConfigError(
-                f"head_dim = n_embd / n_head = {self.head_dim} must be even for rotary embeddings: "
+                "n_head", f"head_dim = n_embd / n_head = {self.head_dim} must be even for rotary embeddings: "
                 "change n_embd or n_head")
         if self.attn_backend == "flash":
             if not attention.flash_kernel_installed():
                 raise GPTConfigError(
-                    "attn_backend 'flash' needs flash-attn: pip install -e '.[gpu]' "
+                    "attn_backend", "attn_backend 'flash' needs flash-attn: pip install -e '.[gpu]' "
                     "(or set attn_backend: auto)")
             width = 2 * self.head_dim if self.memory_rope == "unrotated" else self.head_dim
             if width > FLASH_MAX_HEAD_DIM:
                 raise GPTConfigError(
-                    f"attn_backend 'flash' with memory_rope {self.memory_rope!r} attends over "
+                    "attn_backend", f"attn_backend 'flash' with memory_rope {self.memory_rope!r} attends over "
                     f"{width} dims per head, flash-attn's limit is {FLASH_MAX_HEAD_DIM}: use more "
                     "heads, memory_rope: fixed, or attn_backend: flex")
 
@@ -115,18 +119,19 @@ class GPTConfig:
 
     @classmethod
     def from_model_config(cls, model, vocab_size: int) -> "GPTConfig":
-        """From the run config's `model` section (configs/schema.py ModelConfig).
-
-        Width follows depth (depth * 64 rounded up to 128, heads of 128) unless n_embd / n_head
-        are given, as tiny CPU models do.
-        """
-        n_embd = model.n_embd or -(-model.depth * 64 // 128) * 128
-        n_head = model.n_head or max(1, n_embd // HEAD_DIM)
-        return cls(vocab_size=vocab_size, n_layer=model.depth, n_head=n_head, n_embd=n_embd,
-                   sequence_len=model.sequence_len, memory_slots=model.memory_slots,
-                   attn_backend=model.attn_backend, triplet_encoder=model.triplet_encoder,
-                   memory_rope=model.memory_rope, id_buckets=model.id_buckets,
-                   short_conv=model.short_conv, tie_embeddings=model.tie_embeddings)
+        """From the run config's `model` section (configs/schema.py ModelConfig): every field of
+        the section is the GPTConfig field of the same name, except the `depth` dial, which is
+        n_layer and sets the width (depth * 64 rounded up to 128, heads of 128) unless n_embd /
+        n_head are given, as tiny CPU models do. A section field GPTConfig lacks is an error."""
+        values = model.model_dump()
+        depth = values.pop("depth")
+        values["n_layer"] = depth
+        values["n_embd"] = values["n_embd"] or -(-depth * 64 // 128) * 128
+        values["n_head"] = values["n_head"] or max(1, values["n_embd"] // HEAD_DIM)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"model section fields {sorted(unknown)} have no GPTConfig field")
+        return cls(vocab_size=vocab_size, **values)
 
 
 def norm(x: Tensor) -> Tensor:

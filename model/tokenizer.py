@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from configs.schema import RunConfig
-from warehouse.shards import list_shards, write_text_atomically
+from warehouse.shard_io import list_shards, read_shard, write_text_atomically
 
 BOS = "<|bos|>"
 TOKENIZER_FILE = Path("tokenizer") / "tokenizer.json"
@@ -123,11 +121,7 @@ def _train_texts(shards: list[Path], max_docs: int | None, stats: dict[str, int]
                  on_progress: Callable[[int, int], None] | None) -> Iterator[str]:
     """Texts of the train split, shard by shard, reading only the `text` and `split` columns."""
     for done, shard in enumerate(shards, 1):
-        try:
-            table = pq.read_table(shard, columns=["text", "split"])
-        except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"{shard}: unreadable docs shard ({err}); delete it and rerun the "
-                             "ingest stage") from None
+        table = read_shard(shard, ["text", "split"])
         for text, split in zip(table.column("text").to_pylist(), table.column("split").to_pylist()):
             if split != "train":
                 continue

@@ -12,8 +12,9 @@ stopped at K and resumed reproduces the uninterrupted one. Rank 0 prints one lin
 appends it as JSON to `runs/<name>/train/<variant>.jsonl` (the report's loss curves); wandb logs
 too when `train.wandb.mode` is not `disabled`.
 
-Every variant gets the same windows and targets; `raw` and `full` add earlier raw tokens (no loss
-there), `triplet` adds memory slots. Non-triplet variants build a model without memory.
+Every variant gets the same windows and targets; what each adds before the window (tokens with no
+loss on them, or memory slots) is its entry in model/variants.py. Variants without a memory builder
+get a model without memory.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configs.schema import VARIANTS, RunConfig, load_config_or_exit
+from configs.schema import RunConfig, load_config_or_exit
 from model.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                               set_rng_state)
-from model.dataloader import Batch, WindowLoader, WindowSpec, load_documents
-from model.gpt import GPT, GPTConfig
+from model.dataloader import Batch, WindowLoader, load_training_documents
+from model.gpt import GPT
 from model.optim import build_optimizers, lr_multiplier, set_learning_rates
 from model.tokenizer import load_run_tokenizer
-from warehouse.shards import write_text_atomically
+from model.variants import gpt_config, variant_of, window_spec
+from warehouse.shard_io import write_text_atomically
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 per GPU
 
@@ -48,19 +50,6 @@ class TrainInputError(ValueError):
 
 
 # ---------------------------------------------------------------- setup
-
-def model_config(cfg: RunConfig, variant: str, vocab_size: int) -> GPTConfig:
-    """The GPTConfig of a variant: memory only for `triplet`, rotary length for its context."""
-    base = GPTConfig.from_model_config(cfg.model, vocab_size)
-    slots = cfg.model.memory_slots if variant == "triplet" else 0
-    return replace(base, memory_slots=slots,
-                   sequence_len=window_spec(cfg, variant, base.max_surface_len).context_len)
-
-
-def window_spec(cfg: RunConfig, variant: str, surface_len: int) -> WindowSpec:
-    return WindowSpec(variant, cfg.model.sequence_len, cfg.model.memory_slots,
-                      cfg.train.full_context_cap, surface_len)
-
 
 def grad_accum_steps(cfg: RunConfig, world_size: int) -> int:
     per_micro_step = cfg.train.device_batch_size * cfg.model.sequence_len * world_size
@@ -149,8 +138,8 @@ def train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool = False,
     stop = total if stop_step is None else stop_step
     if not 1 <= stop <= total:
         raise TrainInputError(f"--steps must be between 1 and train.steps ({total}), got {stop}")
-    if variant == "triplet" and cfg.model.memory_slots == 0:
-        raise TrainInputError("variant 'triplet' needs model.memory_slots > 0")
+    if variant_of(variant).memory is not None and cfg.model.memory_slots == 0:
+        raise TrainInputError(f"variant {variant!r} needs model.memory_slots > 0")
     tokenizer = load_run_tokenizer(run_dir)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = pick_device(cfg.train.device, local_rank)
@@ -166,15 +155,15 @@ def train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool = False,
 def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int, vocab_size: int,
            device: torch.device, rank: int, world_size: int) -> None:
     total, master = cfg.train.steps, rank == 0
-    gpt_config = model_config(cfg, variant, vocab_size)
-    spec = window_spec(cfg, variant, gpt_config.max_surface_len)
-    memory_source = cfg.train.memory_source if spec.uses_memory else None
-    docs = load_documents(run_dir, "train", memory_source, rank, world_size)
+    model_cfg = gpt_config(cfg, variant, vocab_size)
+    spec = window_spec(cfg, variant, model_cfg.max_surface_len)
+    memory_source = cfg.train.memory_source if variant_of(variant).reads_memory_rows else None
+    docs = load_training_documents(run_dir, "train", memory_source, rank, world_size)
     loader = WindowLoader(docs, spec, cfg.train.device_batch_size, cfg.train.seed, rank, world_size)
     accum = grad_accum_steps(cfg, world_size)
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = GPT(gpt_config).to(device)
+    model = GPT(model_cfg).to(device)
     optimizers = build_optimizers(model, cfg.train)
     folder = run_dir / "checkpoints" / variant
     start = 0
@@ -203,7 +192,7 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
     flops_per_position = model.estimate_flops_per_token()
     tokens_per_step = cfg.train.device_batch_size * cfg.model.sequence_len * accum * world_size
     meta = {"variant": variant, "world_size": world_size, "config": cfg.model_dump(mode="json"),
-            "model_config": asdict(gpt_config), "window_spec": asdict(spec)}
+            "model_config": asdict(model_cfg), "window_spec": asdict(spec)}
     log_file = log_path(run_dir, variant)
     wandb_run = None
     if master:
@@ -276,7 +265,7 @@ def _start_wandb(cfg: RunConfig, run_dir: Path, variant: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train one variant (run under torchrun for DDP).")
     parser.add_argument("--config", required=True, help="run config YAML")
-    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    parser.add_argument("--variant", required=True, help="a variant of model/variants.py")
     parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--steps", type=int, default=None,

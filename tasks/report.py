@@ -1,14 +1,16 @@
-"""Report stage task: report/report.md + plots, published as a Prefect markdown artifact."""
-import logging
+"""The report stage's work: report/report.md + plots (evaluation/report.py), published as a
+Prefect markdown artifact when it runs inside a flow."""
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any, Callable
 
-from tasks.stage import stage_task
-
-log = logging.getLogger(__name__)
+from configs.schema import RunConfig
 
 
-def _report(cfg, run_dir, on_progress):
-    from warehouse.report import build_report
+def report_and_publish(cfg: RunConfig, run_dir: Path,
+                       on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    from evaluation.report import build_report
     result = build_report(cfg, run_dir)
     _publish(Path(run_dir) / "report" / "report.md", cfg.name)
     return result
@@ -22,6 +24,3 @@ def _publish(report_md: Path, run_name: str) -> None:
     key = "report-" + "".join(c if c.isalnum() else "-" for c in run_name.lower())
     create_markdown_artifact(report_md.read_text(encoding="utf-8"), key=key,
                              description=f"Triplet Context Compression report: {run_name}")
-
-
-report = stage_task("report", _report)

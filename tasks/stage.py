@@ -1,10 +1,16 @@
-"""What every stage task shares: the plan, cache keys, manifests and progress.
+"""The stages of the pipeline, one table, and what every stage task shares: keys, manifests, progress.
 
-A stage's cache key is a hash of
+    STAGE_TABLE            name, entry function, upstream stages (train expands per variant)
+    plan_stages(cfg)       the run's stages in execution order
+    cache_key(cfg, spec, upstream_fingerprints)
+
+Each stage's work is a plain function `entry(cfg, run_dir, on_progress) -> result` named by
+"module:function"; a Prefect task (`stage_task`) only wraps it. A stage's cache key is a hash of
   - the stage's name,
   - its own config section (`configs.schema.stage_section`),
   - the fingerprints of its upstream stages' manifests,
-  - its code version (a hash of the source files the stage runs),
+  - its code version: the import closure of its entry module (and of the modules it runs in a
+    subprocess, `code`), configs/fingerprint.py,
 never of large in-memory inputs. Each finished stage writes `<run>/<stage>/manifest.json` with
 that key, the inputs' fingerprints, its outputs, row counts and seconds. A stage whose manifest
 on disk carries the current key is up to date; Prefect's cache (stored in `<run>/.prefect/`) is
@@ -12,54 +18,83 @@ keyed the same way, and a stage whose outputs vanished from disk is refreshed.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from configs.schema import RunConfig, code_version, config_fingerprint, stage_section
-from warehouse.shards import write_text_atomically
+from configs.fingerprint import code_version, config_fingerprint
+from configs.schema import RunConfig, stage_section
+from warehouse.shard_io import write_text_atomically
 
 log = logging.getLogger(__name__)
+
+Work = Callable[[RunConfig, Path, Callable[[int, int], None]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StageDef:
+    name: str
+    entry: str  # "module:function" that does the work
+    upstream: tuple[str, ...]  # stage names whose manifests feed the cache key
+    code: tuple[str, ...] = ()  # modules it runs in a subprocess (training under torchrun)
+
+
+STAGE_TABLE: tuple[StageDef, ...] = (
+    StageDef("ingest", "corpora.ingest:run_ingest", ()),
+    StageDef("tokenizer", "model.tokenizer:run_tokenizer", ("ingest",)),
+    StageDef("extract", "extraction.stage:run_extract", ("ingest",)),
+    StageDef("canonicalize", "extraction.canonicalize:run_canonicalize", ("extract",)),
+    StageDef("shards", "shards.build:run_shards", ("tokenizer", "canonicalize")),
+    StageDef("train", "tasks.train:train_variant", ("shards",), code=("model.train",)),
+    StageDef("evaluate", "evaluation.stage:run_evaluate", ("train", "canonicalize")),
+    StageDef("report", "tasks.report:report_and_publish", ("evaluate",)),
+)
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    name: str  # "ingest", ..., "train-triplet" (one per training variant)
+    """One stage of a run's plan (training: one per variant)."""
+    name: str  # "ingest", ..., "train-triplet"
     section: str  # the config section the stage depends on (stage_section's name)
-    upstream: tuple[str, ...]  # stage names whose manifests feed the cache key
-    code: tuple[str, ...]  # source files/folders (repo-relative) that make the code version
+    upstream: tuple[str, ...]
+    entry: str
+    code: tuple[str, ...] = ()
+    variant: str | None = None  # training stages only
 
     @property
     def manifest_dir(self) -> str:
         # train variants keep their manifests under train/<variant>/
         return self.name.replace("train-", "train/", 1)
 
+    @property
+    def code_modules(self) -> tuple[str, ...]:
+        return (self.entry.split(":")[0], *self.code)
 
-# the model code a trained checkpoint depends on (evaluation code and benchmarks are not in it)
-MODEL_CODE = ("model/gpt.py", "model/attention.py", "model/triplet_encoder.py", "model/memory.py",
-              "model/dataloader.py")
-TRAIN_CODE = (*MODEL_CODE, "model/optim.py", "model/checkpoint.py", "model/train.py", "tasks/train.py")
+    def work(self) -> Work:
+        """The stage's plain function (imported now: the flow's --dry-run needs none)."""
+        module, function = self.entry.split(":")
+        fn = getattr(importlib.import_module(module), function)
+        return partial(fn, variant=self.variant) if self.variant else fn
 
 
 def plan_stages(cfg: RunConfig) -> list[StageSpec]:
     """All stages of a run in execution order (one training stage per variant)."""
     trains = tuple(f"train-{v}" for v in cfg.train.variants)
-    return [
-        StageSpec("ingest", "ingest", (), ("corpora", "warehouse/shards.py", "warehouse/db.py")),
-        StageSpec("tokenizer", "tokenizer", ("ingest",), ("model/tokenizer.py",)),
-        StageSpec("extract", "extract", ("ingest",), ("extraction",)),
-        StageSpec("canonicalize", "canonicalize", ("extract",),
-                  ("extraction/canonicalize.py", "extraction/normalize.py")),
-        StageSpec("shards", "shards", ("tokenizer", "canonicalize"),
-                  ("warehouse/training_shards.py", "model/tokenizer.py")),
-        *(StageSpec(t, "train", ("shards",), TRAIN_CODE) for t in trains),
-        StageSpec("evaluate", "evaluate", trains, (*MODEL_CODE, "model/evaluate.py", "tasks/evaluate.py")),
-        StageSpec("report", "report", ("evaluate", "canonicalize"), ("warehouse/report.py",)),
-    ]
+    plan = []
+    for d in STAGE_TABLE:
+        upstream = tuple(u for name in d.upstream for u in (trains if name == "train" else (name,)))
+        if d.name == "train":
+            plan += [StageSpec(t, "train", upstream, d.entry, d.code, variant=v)
+                     for t, v in zip(trains, cfg.train.variants)]
+        else:
+            plan.append(StageSpec(d.name, d.name, upstream, d.entry, d.code))
+    return plan
 
 
 def select_stages(plan: list[StageSpec], names: list[str] | None) -> list[StageSpec]:
@@ -95,12 +130,16 @@ def manifest_fingerprint(manifest: dict[str, Any]) -> str:
     return config_fingerprint({k: manifest.get(k) for k in ("cache_key", "outputs", "rows")})
 
 
+def stage_code_version(spec: StageSpec) -> str:
+    return code_version(spec.code_modules)
+
+
 def cache_key(cfg: RunConfig, spec: StageSpec, upstream_fingerprints: dict[str, str]) -> str:
     return config_fingerprint({
         "stage": spec.name,
         "config": stage_section(cfg, spec.section),
         "upstream": upstream_fingerprints,
-        "code": code_version(spec.code),
+        "code": stage_code_version(spec),
     })
 
 
@@ -134,7 +173,7 @@ def write_manifest(run_dir: Path, spec: StageSpec, key: str, upstream: dict[str,
     manifest = {
         "stage": spec.name,
         "cache_key": key,
-        "code_version": code_version(spec.code),
+        "code_version": stage_code_version(spec),
         "inputs": upstream,
         "outputs": sorted(result.get("outputs", [])),
         "rows": result.get("rows", {}),
@@ -197,15 +236,13 @@ class StageProgress:
 
 
 def execute_stage(spec: StageSpec, cfg: RunConfig, run_dir: Path, key: str,
-                  upstream: dict[str, str],
-                  work: Callable[[RunConfig, Path, Callable[[int, int], None]], dict[str, Any]],
-                  ) -> dict[str, Any]:
+                  upstream: dict[str, str]) -> dict[str, Any]:
     """Run a stage's plain function, then write its manifest and its stage_runs row."""
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     progress = StageProgress(spec.name)
     try:
-        result = work(cfg, Path(run_dir), progress)
+        result = spec.work()(cfg, Path(run_dir), on_progress=progress)
     except BaseException:
         failed = {"stage": spec.name, "cache_key": key, "seconds": time.perf_counter() - t0}
         if (Path(run_dir) / "warehouse.duckdb").exists():
@@ -221,8 +258,8 @@ def execute_stage(spec: StageSpec, cfg: RunConfig, run_dir: Path, key: str,
     return manifest
 
 
-def stage_task(name: str, work: Callable[..., dict[str, Any]]):
-    """A Prefect task around `work(cfg, run_dir, on_progress)`, cached by the stage's key.
+def stage_task(spec: StageSpec):
+    """The Prefect task of a stage, cached by the stage's key.
 
     The flow sets `result_storage` (the run's .prefect folder) and `refresh_cache` per call.
     """
@@ -233,9 +270,9 @@ def stage_task(name: str, work: Callable[..., dict[str, Any]]):
         def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
             return inputs["cache_key"]
 
-    @task(name=name, cache_policy=StageKey(), persist_result=True)
+    @task(name=spec.name, cache_policy=StageKey(), persist_result=True)
     def run(spec: StageSpec, cfg: RunConfig, run_dir: str, cache_key: str,
             upstream: dict[str, str]) -> dict[str, Any]:
-        return execute_stage(spec, cfg, Path(run_dir), cache_key, upstream, work)
+        return execute_stage(spec, cfg, Path(run_dir), cache_key, upstream)
 
     return run

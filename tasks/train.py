@@ -1,4 +1,4 @@
-"""Train stage task: one per variant, launching `torchrun ... -m model.train` as a subprocess.
+"""The train stage's work, one per variant: launch `torchrun ... -m model.train` as a subprocess.
 
 The subprocess's lines are streamed into the Prefect log (and the terminal); a non-zero exit
 fails the task. A rerun after a kill resumes from the variant's last checkpoint, but only when
@@ -17,8 +17,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from configs.schema import RunConfig, config_fingerprint, stage_section
-from tasks.stage import stage_task
+from configs.fingerprint import config_fingerprint
+from configs.schema import RunConfig, stage_section
 
 log = logging.getLogger(__name__)
 STEP_LINE = re.compile(r"^step (\d+)/(\d+)\b")
@@ -99,9 +99,3 @@ def train_variant(cfg: RunConfig, run_dir: Path, variant: str,
         "rows": {"steps": cfg.train.steps, "checkpoint": steps[-1].name},
         "counters": {"resumed": int(resume)},
     }
-
-
-def train_task(variant: str):
-    """The Prefect task that trains one variant."""
-    return stage_task(f"train-{variant}",
-                      lambda cfg, run_dir, on_progress: train_variant(cfg, run_dir, variant, on_progress))

@@ -1,4 +1,12 @@
-"""Shared test setup: offline, quiet, and one Prefect test harness per session."""
+"""Shared test setup: offline, quiet, one Prefect test harness per session, and the toy run.
+
+The toy run (model and research tests): a run folder (tokenizer, tokens + memory shards, config)
+built in tmp. The toy task is research/toy_lookup.py's: each document states `facts` facts "K R V ." (one oracle
+memory row each, and a wrong spacy row), runs through 20 predictable filler tokens, and recalls
+every fact (the first recall's value is token 27: window 2 of T=16). K is one of 10 keys and V
+one of 32 values, drawn at random, so at the recall V can be predicted only from the memory slot
+(or from raw context that reaches back to the statement: only the `full` variant's).
+"""
 import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -10,6 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path
 
 import pytest
+import yaml
+
+from research.toy_lookup import ToyTask, write_toy_shards, write_toy_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -21,3 +32,40 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# ---------------------------------------------------------------- the toy run
+
+
+def toy_config(model: dict | None = None, **train) -> dict:
+    return {
+        "name": "toy",
+        "model": {"depth": 2, "n_embd": 64, "n_head": 2, "sequence_len": 16, "memory_slots": 4,
+                  "attn_backend": "sdpa", **(model or {})},
+        "train": {"steps": 8, "device_batch_size": 8, "checkpoint_every": 4, "warmup_steps": 2,
+                  "matrix_lr": 0.02, "embedding_lr": 0.01, "full_context_cap": 48, **train},
+        "evaluate": {"batch_size": 16},
+    }
+
+
+def build_toy_run(root: Path, num_docs: int = 60, facts: int = 1, model: dict | None = None,
+                  **train) -> tuple[Path, Path]:
+    """Write root/runs/toy (tokenizer, shards) and root/toy.yaml; returns (config, runs dir)."""
+    runs = root / "runs"
+    write_toy_tokenizer(runs / "toy")
+    write_toy_shards(runs / "toy", ToyTask(facts=facts, keys=10), num_docs)
+    config = root / "toy.yaml"
+    config.write_text(yaml.safe_dump(toy_config(model, **train)))
+    return config, runs
+
+
+@pytest.fixture(scope="session")
+def toy_run_builder():
+    """`build_toy_run` itself, for fixtures of wider scope."""
+    return build_toy_run
+
+
+@pytest.fixture
+def toy_run(tmp_path):
+    """A function(num_docs, facts, model, **train) -> (config path, runs dir) in tmp_path."""
+    return lambda num_docs=60, **kwargs: build_toy_run(tmp_path, num_docs, **kwargs)

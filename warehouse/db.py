@@ -15,10 +15,10 @@ from typing import Any, Iterable
 
 import duckdb
 
+from warehouse.contracts import SHARD_KINDS
+
 DB_NAME = "warehouse.duckdb"
-# shard folder -> view name (gold/recall: the ingest stage's gold triplets and recall spans)
-SHARD_VIEWS = {"docs": "docs_shards", "gold": "gold_shards", "recall": "recall_shards",
-               "triplets": "triplet_shards", "tokens": "tokens_shards", "memory": "memory_shards"}
+SHARD_VIEWS = {kind: k.view for kind, k in SHARD_KINDS.items()}  # shard folder -> view name
 
 
 class WarehouseLocked(RuntimeError):

@@ -14,11 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from configs.schema import parse_config
-from corpora.ingest import DOCS_SCHEMA, RECALL_SCHEMA, clean_records, run_ingest, split_of
-from corpora.records import CorpusError, Record
+from corpora.common import CorpusError
+from corpora.ingest import clean_documents, run_ingest, split_of
+from warehouse.contracts import DOCS_SCHEMA, RECALL_SCHEMA, Document
 from corpora.synthetic import generate_documents
-from extraction.base import TRIPLET_SCHEMA
-from warehouse.shards import list_shards, shard_path
+from warehouse.contracts import TRIPLET_SCHEMA
+from warehouse.shard_io import list_shards, shard_path
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 NO_ORACLE = {"extract": {"backends": ["spacy"]}, "train": {"memory_source": "spacy"},
@@ -138,9 +139,9 @@ def test_parquet_source_counts_and_skips_empty_invalid_and_duplicate_docs(tmp_pa
 
 def test_lone_surrogates_count_as_invalid_utf8():
     counters = Counter()
-    records = [Record("x", "ok text", "parquet"), Record("y", "bad \udc80 text", "parquet"),
-               Record("z", "more", "parquet")]
-    assert [r.doc_id for r in clean_records(records, counters)] == ["x", "z"]
+    records = [Document("x", "ok text", "parquet"), Document("y", "bad \udc80 text", "parquet"),
+               Document("z", "more", "parquet")]
+    assert [r.doc_id for r in clean_documents(records, counters)] == ["x", "z"]
     assert counters == {"invalid_utf8": 1}
 
 

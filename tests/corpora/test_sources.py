@@ -8,9 +8,12 @@ import pytest
 from datasets import load_dataset
 
 import corpora.fineweb as fineweb
-from configs.schema import FinewebSource, ParquetSource, RedocredSource, parse_config
+from configs.schema import parse_config
+from corpora.fineweb import FinewebSource
+from corpora.parquet_source import ParquetSource
+from corpora.redocred import RedocredSource
 from corpora.ingest import run_ingest
-from corpora.records import CorpusError
+from corpora.common import CorpusError
 from corpora.redocred import detokenize, redocred_records, title_doc_id
 from corpora.parquet_source import parquet_records
 
@@ -100,7 +103,7 @@ def test_redocred_gold_uses_mentions_in_the_stating_sentences():
     docs = json.loads((SHARED_DATA / "redocred_dev.json").read_text())[:30]
     records = list(redocred_records(RedocredSource(path=SHARED_DATA / "redocred_dev.json", limit=30)))
     assert [len(r.gold) for r in records] == [len(d["labels"]) for d in docs]
-    assert len({r.doc_id for r in records}) == 30 and records[0].recalls is None
+    assert len({r.doc_id for r in records}) == 30 and records[0].recalls == []
     for rec, doc in zip(records, docs):
         _, spans = detokenize(doc["sents"])
         starts = [s[0][0] for s in spans]

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from configs.schema import SyntheticSource
+from corpora.synthetic import SyntheticSource
 from corpora.synthetic import (FUNCTIONAL_RELATIONS, RELATIONS, generate_document,
                                generate_documents, name_pool, pool_words, value_pool)
 from corpora.synthetic_templates import PRONOUNS

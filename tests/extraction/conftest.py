@@ -1,7 +1,8 @@
 """One spaCy backend per test session (loading the model takes seconds on a shared CPU)."""
 import pytest
 
-from configs.schema import CorefConfig, SpacyConfig
+from extraction.coref import CorefConfig
+from extraction.spacy_backend import SpacyConfig
 
 
 @pytest.fixture(scope="session")

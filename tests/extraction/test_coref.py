@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from configs.schema import CorefConfig
+from extraction.coref import CorefConfig
 from extraction.coref import RuleCoref, make_resolver
 
 

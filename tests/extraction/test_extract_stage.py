@@ -1,4 +1,6 @@
 """The extract stage on a real small synthetic run: shards, warehouse rows, resume, errors."""
+import dataclasses
+
 import duckdb
 import pyarrow.parquet as pq
 import pytest
@@ -6,9 +8,9 @@ import pytest
 from configs.schema import parse_config
 from corpora.ingest import run_ingest
 from extraction import registry, stage
-from extraction.base import TRIPLET_SCHEMA, ExtractionError
+from warehouse.contracts import TRIPLET_SCHEMA, ExtractionError
 from extraction.stage import ERRORS_KIND, ExtractStageError, ROWS_PER_SHARD_ID, run_extract
-from warehouse.shards import list_shards, shard_path
+from warehouse.shard_io import list_shards, shard_path
 
 CONFIG = {"name": "extract-test",
           "ingest": {"source": "synthetic", "docs_per_shard": 4,
@@ -18,10 +20,10 @@ CONFIG = {"name": "extract-test",
 
 @pytest.fixture(scope="module", autouse=True)
 def fixed_code_version():
-    # the fingerprint includes a hash of extraction/*.py; pin it so that a file edited in a shared
+    # the fingerprint includes the stage's code version; pin it so that a file edited in a shared
     # working tree while the tests run does not make every shard look stale
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(stage, "_code_version", lambda: "test-code")
+        mp.setattr(stage, "code_version", lambda modules: "test-code")
         yield
 
 
@@ -97,7 +99,7 @@ def test_changed_config_redoes_every_shard(run):
 
 def test_changed_code_redoes_every_shard(run, monkeypatch):
     cfg, run_dir, _, _ = run
-    monkeypatch.setattr(stage, "_code_version", lambda: "edited-code")
+    monkeypatch.setattr(stage, "code_version", lambda modules: "edited-code")
     assert run_extract(cfg, run_dir)["rows"]["shards_extracted"] == 3
 
 
@@ -114,7 +116,8 @@ class FailingBackend:
 def test_extraction_errors_reach_the_warehouse(tmp_path, monkeypatch):
     cfg = parse_config({**CONFIG, "extract": {"backends": ["oracle"]}})
     run_ingest(cfg, tmp_path)
-    monkeypatch.setitem(registry.BACKENDS, "oracle", lambda extract_cfg: FailingBackend())
+    monkeypatch.setitem(registry.BACKENDS, "oracle", dataclasses.replace(
+        registry.BACKENDS["oracle"], build=lambda extract_cfg: FailingBackend()))
     result = run_extract(cfg, tmp_path)
     assert result["counters"]["extraction_errors_oracle"] == 6  # 2 per shard, 3 shards
     rows = query(tmp_path, "SELECT shard, extractor, error, length(raw_prefix) FROM extraction_errors "

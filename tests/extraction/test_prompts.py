@@ -3,7 +3,7 @@ import itertools
 import json
 import re
 
-from configs.schema import SyntheticSource
+from corpora.synthetic import SyntheticSource
 from corpora.synthetic import generate_documents
 from extraction.parsing import parse_llm_output
 from extraction.prompts import (FEW_SHOT, INSTRUCTIONS, MAX_CARRY_NAMES, TRIPLETS_JSON_SCHEMA,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corpora.conll04 import entity_spans, load_conll04
-from extraction.base import Document, Triplet
+from warehouse.contracts import Document, Triplet
 from extraction.score import Dataset, load_dataset, score
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ def t(s, r, o, negated=False, span=(0, 10), doc="d"):
 
 def test_strict_needs_the_relation_relaxed_does_not():
     gold = [t("Marie Curie", "lives in", "Paris"), t("Marie Curie", "is a", "chemist")]
-    data = Dataset("toy", [Document("d", "...", gold)], per_sentence=True)
+    data = Dataset("toy", [Document("d", "...", gold=gold)], per_sentence=True)
     pred = [t("the Marie Curie", "moved to", "Paris"),  # normalization + synonym: strict match
             t("Marie Curie", "studied", "chemist"),  # wrong relation: relaxed only
             t("Curie", "is a", "chemist")]  # no head-word leniency: no match at all
@@ -34,7 +34,7 @@ def test_strict_needs_the_relation_relaxed_does_not():
 
 def test_polarity_and_sentence_must_match_for_sentence_level_gold():
     gold = [t("A", "knows", "B", span=(0, 10))]
-    data = Dataset("toy", [Document("d", "...", gold)], per_sentence=True)
+    data = Dataset("toy", [Document("d", "...", gold=gold)], per_sentence=True)
     assert score([t("A", "knows", "B", negated=True)], data)["strict_matched"] == 0
     assert score([t("A", "knows", "B", span=(20, 30))], data)["strict_matched"] == 0
     assert score([t("A", "knew", "B", span=(5, 12))], data)["strict_matched"] == 1
@@ -44,7 +44,7 @@ def test_polarity_and_sentence_must_match_for_sentence_level_gold():
 
 def test_document_level_gold_uses_alias_lists():
     gold = [t("Willi Schneider", "P27", "Germany")]
-    data = Dataset("toy", [Document("d", "...", gold)], per_sentence=False,
+    data = Dataset("toy", [Document("d", "...", gold=gold)], per_sentence=False,
                    aliases={"d": {"willi schneider": "e0", "schneider": "e0", "germany": "e1"}})
     r = score([t("Schneider", "was born in", "Germany", span=(50, 60))], data)
     assert (r["strict_matched"], r["relaxed_matched"]) == (0, 1)

@@ -1,8 +1,8 @@
 """The spaCy backend's rules on hand-written sentences, its pipeline, and its synthetic quality."""
 import pytest
 
-from configs.schema import SyntheticSource
-from extraction.base import Document
+from corpora.synthetic import SyntheticSource
+from warehouse.contracts import Document
 
 
 def facts(backend, text):
@@ -92,7 +92,8 @@ def test_odd_documents_never_raise_and_too_long_ones_are_errors(spacy_backend):
 
 
 def test_missing_model_says_how_to_install():
-    from configs.schema import CorefConfig, SpacyConfig
+    from extraction.coref import CorefConfig
+    from extraction.spacy_backend import SpacyConfig
     from extraction.spacy_backend import SpacyBackend
     with pytest.raises(RuntimeError, match="not installed"):
         SpacyBackend(SpacyConfig(model="en_no_such_model"), CorefConfig())
@@ -101,7 +102,7 @@ def test_missing_model_says_how_to_install():
 def test_strict_f1_on_the_synthetic_corpus(spacy_backend):
     from corpora.synthetic import generate_documents
     from extraction.score import Dataset, score
-    docs = [Document(d.doc_id, d.text, d.gold)
+    docs = [Document(d.doc_id, d.text, gold=d.gold)
             for d in generate_documents(SyntheticSource(num_docs=12), seed=3)]
     triplets, errors = spacy_backend.extract(docs)
     result = score(triplets, Dataset("synthetic", docs, per_sentence=True))

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from configs.schema import ConfigError, ExtractConfig, SyntheticSource, VllmConfig, parse_config
+from configs.schema import ConfigError, ExtractConfig, parse_config
+from corpora.synthetic import SyntheticSource
+from extraction.vllm_backend import VllmConfig
 from corpora.synthetic import generate_documents
-from extraction.base import Document
+from warehouse.contracts import Document
 from extraction.normalize import canonical_relation, normalize_entity
 from extraction.prompts import build_chunks, split_sentences
 from extraction.registry import make_backend

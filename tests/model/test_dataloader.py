@@ -3,15 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from model.dataloader import (Document, WindowLoader, WindowSpec, document_windows,
-                              load_documents, make_batch)
+from model.dataloader import (TrainingDocument, WindowLoader, document_windows,
+                              load_training_documents, make_batch)
+from model.variants import WindowSpec
 from model.memory import memory_rows
 
 
-def arange_doc(n: int, recall=(), memory=()) -> Document:
+def arange_doc(n: int, recall=(), memory=()) -> TrainingDocument:
     mask = np.zeros(n, dtype=bool)
     mask[list(recall)] = True
-    return Document("d", np.arange(1000, 1000 + n), mask, [], memory_rows(memory))
+    return TrainingDocument("d", np.arange(1000, 1000 + n), mask, [], memory_rows(memory))
 
 
 def fact(pos, obj):
@@ -59,30 +60,30 @@ def test_short_contexts_are_right_padded():
 def test_ranks_read_disjoint_documents(toy_run):
     _, runs = toy_run(num_docs=23)
     run_dir = runs / "toy"
-    everything = {d.doc_id for d in load_documents(run_dir, "train", "oracle")}
-    parts = [{d.doc_id for d in load_documents(run_dir, "train", "oracle", rank=r, world_size=3)}
+    everything = {d.doc_id for d in load_training_documents(run_dir, "train", "oracle")}
+    parts = [{d.doc_id for d in load_training_documents(run_dir, "train", "oracle", rank=r, world_size=3)}
              for r in range(3)]
     assert sum(len(p) for p in parts) == len(everything) == 18  # every 5th document is val
     assert set().union(*parts) == everything
-    val = load_documents(run_dir, "val", "oracle")
+    val = load_training_documents(run_dir, "val", "oracle")
     assert {d.doc_id for d in val}.isdisjoint(everything) and len(val) == 5
 
 
 def test_memory_rows_of_the_chosen_extractor_only(toy_run):
     _, runs = toy_run(num_docs=5)
-    oracle, = load_documents(runs / "toy", "val", "oracle")
-    spacy, = load_documents(runs / "toy", "val", "spacy")
+    oracle, = load_training_documents(runs / "toy", "val", "oracle")
+    spacy, = load_training_documents(runs / "toy", "val", "spacy")
     assert oracle.tokens[3] == oracle.memory[0].object[0]  # the oracle row states the true value
     assert spacy.memory[0].object == (150,)
     with pytest.raises(ValueError, match="no memory rows from extractor 'vllm'"):
-        load_documents(runs / "toy", "val", "vllm")
-    assert load_documents(runs / "toy", "val", None)[0].memory == []
+        load_training_documents(runs / "toy", "val", "vllm")
+    assert load_training_documents(runs / "toy", "val", None)[0].memory == []
     assert oracle.recall_spans == [(27, 28, 5)] and oracle.recall.nonzero()[0].tolist() == [27]
 
 
 def test_resumed_loader_yields_the_identical_sequence(toy_run):
     _, runs = toy_run(num_docs=12)
-    docs = load_documents(runs / "toy", "train", "oracle", rank=1, world_size=2)
+    docs = load_training_documents(runs / "toy", "train", "oracle", rank=1, world_size=2)
     spec = WindowSpec("triplet", 16, 4, 48)
     loader = WindowLoader(docs, spec, batch_size=3, seed=5, rank=1, world_size=2)
     for _ in range(4):
@@ -102,7 +103,7 @@ def test_resumed_loader_yields_the_identical_sequence(toy_run):
 
 def test_missing_shards_name_the_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the shards stage first"):
-        load_documents(tmp_path, "train", "oracle")
+        load_training_documents(tmp_path, "train", "oracle")
 
 
 def test_memory_source_matches_the_extractor_by_prefix():

@@ -60,7 +60,7 @@ def test_cli_errors_are_one_line(trained, capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main(args + ["--variant", "window", "--memory", "shuffled"])
     assert exit_info.value.code == 1
-    assert "applies to the triplet variant only" in capsys.readouterr().err
+    assert "--memory shuffled does not apply to variant 'window'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate_main(args + ["--variant", "window", "--step", "5"])
     assert "no step 5 of variant 'window' (run the train stage first)" in capsys.readouterr().err

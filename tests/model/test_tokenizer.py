@@ -6,7 +6,7 @@ import pytest
 
 from configs.schema import parse_config
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer, run_tokenizer, train_tokenizer
-from warehouse.shards import shard_path, write_parquet_atomically
+from warehouse.shard_io import shard_path, write_parquet_atomically
 
 TEXTS = [
     "Mara Quell works at Tessaly Labs. She moved to Orvane in the spring.",

@@ -19,7 +19,7 @@ def test_plan_has_one_train_stage_per_variant():
     assert names == ["ingest", "tokenizer", "extract", "canonicalize", "shards",
                      "train-window", "train-triplet", "evaluate", "report"]
     evaluate = next(s for s in plan if s.name == "evaluate")
-    assert evaluate.upstream == ("train-window", "train-triplet")
+    assert evaluate.upstream == ("train-window", "train-triplet", "canonicalize")
     assert plan[5].manifest_dir == "train/window"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from warehouse.db import (WarehouseLocked, connect, db_path, insert_metrics, record_stage_run,
                           register_shard_views)
-from warehouse.shards import shard_path, write_parquet_atomically
+from warehouse.shard_io import shard_path, write_parquet_atomically
 
 TABLES = {"documents", "triplets", "entities", "relations", "aliases", "stage_runs", "metrics",
           "extraction_errors"}

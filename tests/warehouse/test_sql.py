@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from warehouse.db import connect, db_path
-from warehouse.shards import shard_path, write_parquet_atomically
+from warehouse.shard_io import shard_path, write_parquet_atomically
 from warehouse.sql import RefusedStatement, check_read_only, main
 
 DOCS = [("d1", 0, "train", "synthetic", None, 5, "hello"),

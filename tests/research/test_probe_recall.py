@@ -4,7 +4,7 @@ import pytest
 from configs.schema import load_config
 from model.evaluate import evaluate_variant
 from model.memory import Slot
-from model.probe_recall import KINDS, classify, format_table, probe
+from research.probe_recall import KINDS, classify, format_table, probe
 from model.train import main as train_main
 
 

@@ -13,22 +13,14 @@ For docs shard k this writes (DESIGN §4):
   i is document token i + 1), the `recall` token indexes and `recall_spans` (start, end,
   stated_pos): the token range of each recalled value and the `token_pos` of its statement.
 
-Character spans become token indexes through the tokenizer's character offsets:
-- a triplet's `token_pos` is the first token starting at or after the clause's `char_end` (the
-  first token after the statement), clamped to the document's length;
-- a character span covers every token that overlaps it.
+Character spans become token indexes as shards/spans.py says.
 
 Memory strings are encoded with a leading space: the byte-level BPE has no prefix space, so a name
 in the middle of a sentence is tokenized as " Name", and memory must use the same ids as the text.
 
-Recall tokens: synthetic documents carry gold spans in `recall/shard_k.parquet` (written by
-ingest). Real text has none, so `real_text_recall_spans` marks an occurrence of a triplet's object
-(case-sensitive, whole words, at least `shards.recall_min_object_chars` characters) as a recall
-when a triplet stating it ends at least `T + M` tokens (sequence_len + memory_slots) before the
-occurrence and the object string does not occur anywhere in those `T + M` tokens: the fact is in
-evicted memory, while neither the window nor the `raw` variant's M extra tokens show it. The
-objects of the document's oracle (gold) triplets are used when it has any, else those of every
-extractor.
+Recall tokens: gold spans where ingest wrote a recall shard, else the real-text heuristic of
+shards/recall.py over the objects of the document's oracle (gold) triplets when it has any, else
+those of every extractor.
 
 Memory shards are written before tokens shards. Both footers carry a fingerprint of what shard k
 was built from (the stage's settings and code, the tokenizer, docs/recall shard k and its
@@ -36,7 +28,7 @@ triplets): a rerun (after a kill, say) skips shard k when both exist with the cu
 fingerprint and rebuilds the rest, so a changed input never leaves a stale shard behind. Finally
 the `tokens_shards` and `memory_shards` warehouse views are (re)registered.
 
-    python -m warehouse.training_shards --config configs/tiny.yaml --run runs/tiny [--force] [--workers N]
+    python -m shards.build --config configs/tiny.yaml --run runs/tiny [--force] [--workers N]
 """
 from __future__ import annotations
 
@@ -44,49 +36,30 @@ import argparse
 import hashlib
 import multiprocessing
 import os
-import re
 import time
-from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from configs.schema import RunConfig, code_version, config_fingerprint, stage_section
+from configs.fingerprint import code_version, config_fingerprint
+from configs.schema import RunConfig, stage_section
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
+from shards.recall import gold_recall_spans, real_text_recall_spans
+from shards.spans import tokenize_docs, token_pos
+from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
 from warehouse.db import connect, register_shard_views
-from warehouse.shards import list_shards, shard_index, shard_path, write_parquet_atomically
+from warehouse.shard_io import (footer_fingerprint, is_current, list_shards, read_shard,
+                                remove_shards_outside, shard_index, shard_path, write_shard)
 
-RECALL_SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("stated_pos", pa.int32())])
-TOKENS_SCHEMA = pa.schema([
-    ("doc_id", pa.string()),
-    ("split", pa.string()),
-    ("tokens", pa.list_(pa.int32())),
-    ("recall", pa.list_(pa.int32())),
-    ("recall_spans", pa.list_(RECALL_SPAN)),
-])
-MEMORY_SCHEMA = pa.schema([
-    ("doc_id", pa.string()),
-    ("token_pos", pa.int32()),
-    ("subject_tokens", pa.list_(pa.int32())),
-    ("relation_tokens", pa.list_(pa.int32())),
-    ("object_tokens", pa.list_(pa.int32())),
-    ("subject_id", pa.int64()),
-    ("relation_id", pa.int64()),
-    ("object_id", pa.int64()),
-    ("negated", pa.bool_()),
-    ("functional", pa.bool_()),
-    ("source", pa.string()),
-])
 RECALL_COLUMNS = ["doc_id", "char_start", "char_end", "stated_char_end"]
 SHARDS_PER_WORKER = 8
-FINGERPRINT_KEY = b"shards_fingerprint"
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
 # A canonicalized relation is spelt by its most frequent surface form (ties: the first in order).
 TRIPLETS_QUERY = """
@@ -106,77 +79,6 @@ TRIPLETS_QUERY = """
 """
 
 
-class TokenizedDoc(NamedTuple):
-    """A document's token ids (`<|bos|>` first) and the character span of each text token."""
-    tokens: list[int]
-    starts: list[int]  # starts[i], ends[i]: characters of text token i = document token i + 1
-    ends: list[int]
-
-
-class RecallSpan(NamedTuple):
-    start: int  # document token range [start, end) of the recalled value
-    end: int
-    stated_pos: int  # token_pos of the statement it recalls
-
-
-def tokenize_docs(tok: TextTokenizer, texts: list[str]) -> list[TokenizedDoc]:
-    out = []
-    for ids, offsets in tok.encode_batch_with_offsets(texts):
-        out.append(TokenizedDoc([tok.bos_id, *ids], [s for s, _ in offsets], [e for _, e in offsets]))
-    return out
-
-
-def token_pos(doc: TokenizedDoc, char_end: int) -> int:
-    """Index of the first document token starting at or after `char_end` (len(tokens) if none)."""
-    return 1 + bisect_left(doc.starts, char_end)
-
-
-def char_span_tokens(doc: TokenizedDoc, char_start: int, char_end: int) -> tuple[int, int]:
-    """Document token range [start, end) of the tokens overlapping characters [char_start, char_end)."""
-    if char_end <= char_start:
-        return (token_pos(doc, char_start),) * 2
-    # first token ending after char_start, or starting at it: a character split over several
-    # byte-level tokens gives its leading-byte tokens the empty span (c, c), and they belong too
-    first = min(bisect_right(doc.ends, char_start), bisect_left(doc.starts, char_start))
-    stop = bisect_left(doc.starts, char_end)  # first text token starting at or after char_end
-    return 1 + first, 1 + max(first, stop)
-
-
-def gold_recall_spans(doc: TokenizedDoc, rows: list[dict[str, Any]]) -> list[RecallSpan]:
-    """Recall spans from the synthetic generator's gold character spans."""
-    spans = []
-    for r in rows:
-        start, end = char_span_tokens(doc, r["char_start"], r["char_end"])
-        if end > start:
-            spans.append(RecallSpan(start, end, token_pos(doc, r["stated_char_end"])))
-    return spans
-
-
-def real_text_recall_spans(doc: TokenizedDoc, text: str, statements: list[tuple[str, int]],
-                           reach: int, min_chars: int) -> list[RecallSpan]:
-    """Recall spans for text without gold spans (the heuristic in the module docstring).
-
-    `statements` are (object string, char_end of the stating clause); `reach` is T + M tokens.
-    """
-    stated_at: dict[str, list[int]] = defaultdict(list)
-    for obj, char_end in statements:
-        if len(obj) >= min_chars:
-            stated_at[obj].append(token_pos(doc, char_end))
-    spans = []
-    for obj, positions in stated_at.items():
-        positions.sort()
-        previous_end = None  # token end of the object's previous occurrence
-        for m in re.finditer(rf"(?<!\w){re.escape(obj)}(?!\w)", text):
-            start, end = char_span_tokens(doc, m.start(), m.end())
-            reachable_from = start - reach  # tokens before this are beyond window + M raw tokens
-            i = bisect_right(positions, reachable_from)
-            shown_nearby = previous_end is not None and previous_end > reachable_from
-            if i > 0 and not shown_nearby and end > start:
-                spans.append(RecallSpan(start, end, positions[i - 1]))
-            previous_end = end
-    return sorted(spans)
-
-
 @lru_cache(maxsize=1)
 def _tokenizer(run_dir: str) -> TextTokenizer:
     return load_run_tokenizer(Path(run_dir))
@@ -187,25 +89,12 @@ def _encode_surfaces(tok: TextTokenizer, strings: list[str]) -> dict[str, list[i
     return dict(zip(unique, tok.encode_batch([" " + s for s in unique])))
 
 
-def _unreadable(path: Path, err: Exception) -> ValueError:
-    """One clear line naming an input shard that ingest wrote badly (or a kill cut off)."""
-    return ValueError(f"{path}: unreadable {path.parent.name} shard ({str(err).splitlines()[0]}); "
-                      "rerun the ingest stage")
-
-
-def _read_input(path: Path, columns: list[str]) -> pa.Table:
-    try:
-        return pq.read_table(path, columns=columns)
-    except (OSError, pa.ArrowException) as err:
-        raise _unreadable(path, err) from None
-
-
 def _read_recall(run_dir: Path, k: int) -> dict[str, list[dict[str, Any]]] | None:
     path = shard_path(run_dir, "recall", k)
     if not path.is_file():
         return None
     by_doc: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _read_input(path, RECALL_COLUMNS).to_pylist():
+    for row in read_shard(path, RECALL_COLUMNS).to_pylist():
         by_doc[row["doc_id"]].append(row)
     return by_doc
 
@@ -215,7 +104,7 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
     """Write memory then tokens shard k from docs shard k and its triplets; returns drop counters."""
     run_dir = Path(run_dir)
     tok = _tokenizer(str(run_dir))
-    docs = _read_input(shard_path(run_dir, "docs", k), ["doc_id", "text", "split"]).to_pylist()
+    docs = read_shard(shard_path(run_dir, "docs", k), ["doc_id", "text", "split"]).to_pylist()
     tokenized = tokenize_docs(tok, [d["text"] for d in docs])
     by_id = {d["doc_id"]: (d, t) for d, t in zip(docs, tokenized)}
     counters: Counter[str] = Counter()
@@ -231,9 +120,8 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
         "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],
         "negated": r["negated"], "functional": r["functional"], "source": r["source"],
     } for r in known]
-    footer = {FINGERPRINT_KEY: fingerprint.encode()}
-    write_parquet_atomically(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA.with_metadata(footer)),
-                             shard_path(run_dir, "memory", k))
+    write_shard(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA), shard_path(run_dir, "memory", k),
+                fingerprint)
 
     gold = _read_recall(run_dir, k)
     statements = _recall_statements(known)
@@ -249,8 +137,8 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
             "recall": sorted({i for s in spans for i in range(s.start, s.end)}),
             "recall_spans": [s._asdict() for s in spans],
         })
-    write_parquet_atomically(pa.Table.from_pylist(token_rows, schema=TOKENS_SCHEMA.with_metadata(footer)),
-                             shard_path(run_dir, "tokens", k))
+    write_shard(pa.Table.from_pylist(token_rows, schema=TOKENS_SCHEMA), shard_path(run_dir, "tokens", k),
+                fingerprint)
     return dict(counters)
 
 
@@ -303,12 +191,9 @@ def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
     for kind in ("docs", "recall"):
         path = shard_path(run_dir, kind, k)
         if path.is_file():
-            try:
-                meta = pq.read_metadata(path)
-            except (OSError, pa.ArrowException) as err:
-                raise _unreadable(path, err) from None
-            inputs[kind] = [(meta.metadata or {}).get(b"ingest_fingerprint", b"").decode(),
-                            meta.num_rows, meta.serialized_size]
+            fingerprint = footer_fingerprint(path)
+            meta = pq.read_metadata(path)
+            inputs[kind] = [fingerprint, meta.num_rows, meta.serialized_size]
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, triplets.schema) as writer:
         writer.write_table(triplets)
@@ -316,28 +201,12 @@ def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
     settings = stage_section(cfg, "shards")
     settings["shards"].pop("workers")  # how many processes build a shard never changes it
     return config_fingerprint({"settings": settings, "tokenizer": tokenizer_id,
-                               "code": code_version(("warehouse/training_shards.py",)), **inputs})
+                               "code": code_version(("shards.build",)), **inputs})
 
 
 def _is_current(run_dir: Path, k: int, fingerprint: str) -> bool:
     """Both shards exist, are readable and were built from the current inputs."""
-    for kind in ("memory", "tokens"):
-        path = shard_path(run_dir, kind, k)
-        try:
-            meta = pq.read_metadata(path).metadata or {}
-        except (OSError, pa.ArrowException):  # missing, or cut off
-            return False
-        if meta.get(FINGERPRINT_KEY) != fingerprint.encode():
-            return False
-    return True
-
-
-def _remove_orphans(run_dir: Path, docs_shards: list[int]) -> None:
-    """Tokens/memory shards whose docs shard is gone (a smaller corpus) would pollute the views."""
-    for kind in ("tokens", "memory"):
-        for path in list_shards(run_dir, kind):
-            if shard_index(path) not in docs_shards:
-                path.unlink()
+    return all(is_current(shard_path(run_dir, kind, k), fingerprint) for kind in ("memory", "tokens"))
 
 
 def default_workers(shards_to_do: int) -> int:
@@ -356,7 +225,8 @@ def run_shards(cfg: RunConfig, run_dir: Path,
     _tokenizer.cache_clear()
     _tokenizer(str(run_dir))  # fail here, once, when the tokenizer stage has not run
     tokenizer_id = hashlib.sha256((run_dir / TOKENIZER_FILE).read_bytes()).hexdigest()
-    _remove_orphans(run_dir, docs_shards)
+    # tokens/memory shards whose docs shard is gone (a smaller corpus) would pollute the views
+    remove_shards_outside(run_dir, ("tokens", "memory"), set(docs_shards))
     triplets, triplet_shards = _read_triplets(run_dir)
     reach = cfg.model.sequence_len + cfg.model.memory_slots
     args = []

@@ -7,10 +7,12 @@ import pytest
 
 from configs.schema import parse_config
 from model.tokenizer import TOKENIZER_FILE, train_tokenizer
+from shards.build import run_shards
+from shards.recall import real_text_recall_spans
+from shards.spans import char_span_tokens, token_pos, tokenize_docs
+from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
 from warehouse.db import connect
-from warehouse.shards import shard_path, write_parquet_atomically
-from warehouse.training_shards import (MEMORY_SCHEMA, TOKENS_SCHEMA, char_span_tokens,
-                                       real_text_recall_spans, run_shards, token_pos, tokenize_docs)
+from warehouse.shard_io import shard_path, write_parquet_atomically
 
 FILLER = "The river ran past old mills and quiet fields under a grey sky. "
 STATEMENT = "Mara Quell lives in Orvane."

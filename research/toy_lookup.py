@@ -1,7 +1,7 @@
 """The toy lookup task on real shards: facts stated, filler, then every fact recalled.
 
 One generator for the model tests (tests/model/conftest.py) and the bisect bench
-(model/bench_lookup.py):
+(research/bench_lookup.py):
 
     document = <bos> (K R V .) x facts   filler   (K R V .) x facts, shuffled   filler[:4]
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from model.tokenizer import train_tokenizer
-from warehouse.shards import shard_path, write_parquet_atomically
-from warehouse.training_shards import MEMORY_SCHEMA, TOKENS_SCHEMA
+from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
+from warehouse.shard_io import shard_path, write_parquet_atomically
 
 # byte-level tokenizer ids (1..256 are bytes): disjoint ranges per role
 DOT = 46

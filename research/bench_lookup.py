@@ -1,12 +1,12 @@
 """Which step from a one-slot toy to the synthetic corpus stops the memory lookup being learnt?
 
-The toy of model/toy_lookup.py, one knob per difference between the toy of
+The toy of research/toy_lookup.py, one knob per difference between the toy of
 tests/model/test_learning.py and configs/tiny.yaml (facts, key_len, value_len, relations,
 filler_len, noise), trained and evaluated through the real `model.train` / `model.evaluate` code
 on real shards (BENCHMARKS.md "Why the lookup does not start"):
 
-    python -m model.bench_lookup --facts 6 --slots 8 --short-conv 4          # one run, one line
-    python -m model.bench_lookup --facts 4 --filler-len 100 --noise --recall-loss-weight 10
+    python -m research.bench_lookup --facts 6 --slots 8 --short-conv 4          # one run, one line
+    python -m research.bench_lookup --facts 4 --filler-len 100 --noise --recall-loss-weight 10
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import yaml
 
 from configs.schema import load_config
 from model.evaluate import evaluate_variant
-from model.toy_lookup import ToyTask, write_toy_shards, write_toy_tokenizer
 from model.train import main as train_main
+from research.toy_lookup import ToyTask, write_toy_shards, write_toy_tokenizer
 
 TASK_KNOBS = ("facts", "keys", "key_len", "value_len", "relations", "values", "filler_len", "noise")
 

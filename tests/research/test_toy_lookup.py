@@ -1,8 +1,8 @@
 """The bisect toy's documents hold what its docstring promises: every recall has its fact in memory."""
 import pytest
 
-from model.bench_lookup import main
-from model.toy_lookup import DOT, ToyTask, toy_document
+from research.bench_lookup import main
+from research.toy_lookup import DOT, ToyTask, toy_document
 
 
 @pytest.mark.parametrize("noise", [False, True])

@@ -1,8 +1,8 @@
 """Where do a model's recall errors go? recall_acc per relation, and each miss classified.
 
 For every recall span of the val windows (as `model.evaluate` counts them), the candidate facts
-are, for `triplet`, the window's memory slots, and for the other variants every oracle fact stated
-before the recalled value (they have no memory; the facts only name where a guess came from). The
+are, for a variant with memory (`triplet`), the window's memory slots, and for the others every
+oracle fact stated before the recalled value (the facts only name where a guess came from). The
 gold fact is the candidate whose object is the recalled value. A span is `correct` (greedy
 decoding reproduces it), or its first predicted token is the first object token of:
 - `same_relation_other_subject`: another slot with the gold slot's relation (the person was missed);
@@ -11,8 +11,8 @@ decoding reproduces it), or its first predicted token is the first object token 
 - `first_token_only`: the gold value's first token, then a wrong one (multi-token values).
 `fact_not_in_memory`: no candidate holds the value (evicted by the slot limit, never extracted).
 
-    python -m model.probe_recall --config configs/tiny.yaml [--memory spacy] [--step 800]
-    python -m model.probe_recall --config configs/tiny.yaml --variant full
+    python -m research.probe_recall --config configs/tiny.yaml [--memory spacy] [--step 800]
+    python -m research.probe_recall --config configs/tiny.yaml --variant full
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from typing import Any
 import torch
 
 from configs.schema import load_config_or_exit
-from model.dataloader import document_windows, load_documents, make_batch
-from model.evaluate import (MEMORY_CHOICES, find_checkpoint, load_model, val_documents,
-                            window_recall_spans)
+from model.dataloader import document_windows, load_training_documents, make_batch
+from model.evaluate import find_checkpoint, load_model, val_documents, window_recall_spans
 from model.memory import Slot, build_window_memory
 from model.tokenizer import load_run_tokenizer
+from model.variants import variant_of
 
 KINDS = ("correct", "same_relation_other_subject", "same_subject_other_relation", "other_slot",
          "not_a_memory_value", "first_token_only", "fact_not_in_memory")
@@ -61,7 +61,8 @@ def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
     """{"kinds": {kind: count}, "by_relation": {relation: {kind: count}}} over the val windows."""
     meta, model, spec = load_model(find_checkpoint(run_dir, variant, step))
     docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
-    facts = docs if variant == "triplet" else load_documents(run_dir, "val", "oracle")
+    builder = variant_of(variant).memory  # the variant's own slots, if it has memory
+    facts = docs if builder else load_training_documents(run_dir, "val", "oracle")
     tok = load_run_tokenizer(run_dir)
     windows = document_windows(docs, spec.window_len)[:max_windows]
     kinds: Counter = Counter()
@@ -70,8 +71,8 @@ def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
         batch = make_batch(docs, windows[i:i + batch_size], spec)
         predicted = model(batch.inputs, memory=batch.memory).argmax(-1)
         for b, doc, start, end, _, at in window_recall_spans(batch, docs, spec.window_len):
-            if variant == "triplet":  # the window's own memory
-                slots = build_window_memory(doc.memory, int(batch.window_start[b]), spec.memory_slots)
+            if builder:  # the window's own memory
+                slots = builder(doc, int(batch.window_start[b]), spec)
             else:  # every oracle fact stated before the value
                 rows = facts[int(batch.doc_index[b])].memory
                 slots = build_window_memory(rows, start - 1, len(rows))
@@ -99,9 +100,9 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="run config YAML")
-    parser.add_argument("--variant", default="triplet", choices=("window", "triplet", "raw", "full"))
+    parser.add_argument("--variant", default="triplet", help="a trained variant")
     parser.add_argument("--memory", default="as_trained",
-                        choices=[m for m in MEMORY_CHOICES if m != "none"])
+                        help="as_trained, shuffled, or an extraction backend's name")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")

@@ -1,7 +1,7 @@
 """Memory benchmarks for BENCHMARKS.md: rotary placement of memory, and triplet vs window speed.
 
-    python -m model.bench_memory rope  [--steps 800] [--seeds 2]   # both memory_rope options
-    python -m model.bench_memory speed [--repeats 10]                # step time, equal positions
+    python -m research.bench_memory rope  [--steps 800] [--seeds 2]   # both memory_rope options
+    python -m research.bench_memory speed [--repeats 10]                # step time, equal positions
 
 `rope` trains a tiny GPT per `memory_rope` option, side by side, on a toy task that only memory
 can solve: each window contains queries `subject o1 o2` whose two-token answer is the object of the

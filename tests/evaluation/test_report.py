@@ -1,4 +1,5 @@
-"""The report stage: distance buckets, extraction scoring into `metrics`, markdown and plots."""
+"""Extraction scoring into `metrics` (the evaluate stage's rows), distance buckets, and the report
+stage's markdown and plots from those rows."""
 import json
 from pathlib import Path
 
@@ -6,10 +7,12 @@ import pyarrow as pa
 import pytest
 
 from configs.schema import parse_config
-from warehouse.db import connect, insert_metrics
-from warehouse.report import (Metrics, build_report, distance_bucket, distance_buckets, gap_section,
-                              memory_gap)
-from warehouse.shards import shard_path, write_parquet_atomically
+from evaluation.extraction_quality import memory_gap
+from evaluation.metrics import Metrics, distance_bucket, distance_buckets
+from evaluation.report import build_report, gap_section
+from evaluation.stage import record_metrics
+from warehouse.db import connect
+from warehouse.shard_io import shard_path, write_parquet_atomically
 
 CONFIG = {"name": "rep", "model": {"sequence_len": 64, "memory_slots": 16},
           "evaluate": {"ablations": ["no_memory", "shuffled", "spacy"]}}
@@ -30,13 +33,7 @@ def _metric(variant, ablation, metric, value, split="val"):
             "value": value, "step": 300}
 
 
-def make_run(tmp_path: Path) -> Path:
-    run = tmp_path / "rep"
-    run.mkdir()
-    con = connect(run)
-    con.execute("INSERT INTO metrics VALUES ('window', 'none', 'val', 'bpb', 9.9, 100, "
-                "TIMESTAMP '2020-01-01 00:00:00')")  # an older evaluation: superseded
-    rows = [_metric("window", "none", "bpb", 2.1), _metric("window", "none", "recall_bpb", 6.25),
+MODEL_ROWS = [_metric("window", "none", "bpb", 2.1), _metric("window", "none", "recall_bpb", 6.25),
             _metric("window", "none", "recall_acc", 0.05), _metric("window", "none", "positions", 64),
             _metric("window", "none", "compression", 0),
             _metric("raw", "none", "bpb", 2.0), _metric("raw", "none", "recall_acc", 0.07),
@@ -51,7 +48,13 @@ def make_run(tmp_path: Path) -> Path:
             _metric("window", "none", "recall_acc@128-160", 0.0),
             _metric("triplet", "none", "recall_acc@96-112", 0.95),
             _metric("triplet", "none", "recall_acc@128-160", 0.85)]
-    insert_metrics(con, rows)
+
+
+def make_run(tmp_path: Path, cfg=None, model_rows=MODEL_ROWS) -> Path:
+    """A run folder as the evaluate stage leaves it: model rows + extraction rows in `metrics`."""
+    run = tmp_path / "rep"
+    run.mkdir()
+    con = connect(run)
     tid = 0
     for extractor, triplets in (("oracle", ORACLE), ("spacy", SPACY)):
         for doc, s, r, o, end in triplets:
@@ -69,6 +72,11 @@ def make_run(tmp_path: Path) -> Path:
                  for s, l in points]
         (run / "train").mkdir(exist_ok=True)
         (run / "train" / f"{variant}.jsonl").write_text("\n".join(lines) + '\n{"step": 30, "lo')
+    record_metrics(cfg or parse_config(CONFIG), run, model_rows)
+    con = connect(run)
+    con.execute("INSERT INTO metrics VALUES ('window', 'none', 'val', 'bpb', 9.9, 100, "
+                "TIMESTAMP '2020-01-01 00:00:00')")  # an older evaluation: superseded
+    con.close()
     return run
 
 
@@ -111,12 +119,14 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
     con = connect(run, read_only=True)
     got = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'spacy' "
                            "AND ablation = 'vs_oracle'").fetchall())
+    gap = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'triplet' "
+                           "AND ablation = 'gap:spacy'").fetchall())
     con.close()
     assert got["strict_f1"] == 0.5 and got["relaxed_r"] == 0.75 and got["recall_fact_coverage"] == 0.5
-    assert got["recall_acc_gap"] == pytest.approx(0.5)
-    assert got["gap_share_explained_by_extraction"] == pytest.approx(0.8)
+    assert gap["recall_acc_gap"] == pytest.approx(0.5)
+    assert gap["gap_share_explained_by_extraction"] == pytest.approx(0.8)
 
-    build_report(parse_config(CONFIG), run)  # a rerun replaces the extraction rows
+    record_metrics(parse_config(CONFIG), run, MODEL_ROWS)  # a rerun replaces every row
     con = connect(run, read_only=True)
     assert con.execute("SELECT count(*) FROM metrics WHERE variant = 'spacy' AND ablation = "
                        "'vs_oracle' AND metric = 'strict_f1'").fetchall() == [(1,)]
@@ -124,12 +134,9 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
 
 
 def test_gap_when_trained_on_extracted_memory(tmp_path):
-    run = make_run(tmp_path)
-    con = connect(run)
-    insert_metrics(con, [_metric("triplet", "oracle", "recall_acc", 0.95)])
-    con.close()
     cfg = parse_config({**CONFIG, "train": {"memory_source": "spacy"},
                         "evaluate": {"ablations": ["no_memory", "oracle"]}})
+    run = make_run(tmp_path, cfg, MODEL_ROWS + [_metric("triplet", "oracle", "recall_acc", 0.95)])
     md = (run / build_report(cfg, run)["outputs"][0]).read_text()
     # the unablated triplet row now holds spaCy memory (0.9), the oracle ablation 0.95
     assert "| `none` | `spacy` (as trained) | 1.800 | 1.500 | 0.900 |" in md
@@ -142,11 +149,13 @@ def test_a_gap_under_one_point_is_not_apportioned():
     metrics = Metrics([("triplet", "none", "val", "recall_acc", 0.175),
                        ("triplet", "spacy", "val", "recall_acc", 0.174),
                        ("triplet", "no_memory", "val", "recall_acc", 0.013)])
-    gap = memory_gap(cfg, metrics, "spacy", {"recall_fact_coverage": 0.99})
+    gap = memory_gap(cfg, metrics, "triplet", "spacy", {"recall_fact_coverage": 0.99})
     assert gap["recall_acc_gap"] == pytest.approx(0.001)
     assert "gap_share_explained_by_extraction" not in gap  # 0.1% of noise is not a share
-    md = "\n".join(gap_section({"spacy": {**gap, "strict_r": 0.99, "relaxed_r": 0.99,
-                                             "recall_fact_coverage": 0.99}}))
+    rows = [("spacy", "vs_oracle", "all", m, 0.99) for m in ("strict_r", "relaxed_r",
+                                                             "recall_fact_coverage")]
+    rows += [("triplet", "gap:spacy", "val", m, v) for m, v in gap.items()]
+    md = "\n".join(gap_section(Metrics(rows), ["triplet"]))
     assert "too small to apportion" in md and "explain" not in md
 
 

@@ -1,0 +1,68 @@
+"""The corpus sources: one entry per source; ingest and the config read only this table.
+
+    source = SOURCES["synthetic"]
+    for doc in source.documents(cfg.ingest.section("synthetic"), cfg.seed): ...
+
+A source is its config section (the YAML block `ingest.<name>`, a `configs.base.Section`), a
+reader that yields `warehouse.contracts.Document`s in a fixed order (ingest's resume relies on
+it), optionally how many documents it will yield (for progress), and the side shards it writes
+besides `docs`: `gold` (its documents carry gold triplets, which the `oracle` extraction backend
+hands back) and `recall` (gold recall spans).
+
+To add a corpus: write `corpora/<name>.py` with the section class and the reader, then add one
+`Source` entry to `SOURCES` below (or call `register_source` from your own code). Nothing else
+changes: `ingest.source: <name>` selects it, `ingest.<name>: {...}` configures it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from configs.base import Section
+from corpora.fineweb import FinewebSource, fineweb_records
+from corpora.parquet_source import ParquetSource, count_rows, parquet_records
+from corpora.redocred import RedocredSource, redocred_records
+from corpora.synthetic import SyntheticSource, generate_documents
+from warehouse.contracts import Document
+
+SIDE_KINDS = ("gold", "recall")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    section: type[Section]  # its `ingest.<name>` block
+    documents: Callable[[Section, int], Iterator[Document]]  # (section, run seed) -> documents
+    total: Callable[[Section], int] | None = None  # documents it yields at most (progress)
+    side_kinds: tuple[str, ...] = ()  # of SIDE_KINDS, written before docs
+
+    def __post_init__(self) -> None:
+        unknown = set(self.side_kinds) - set(SIDE_KINDS)
+        if unknown:
+            raise ValueError(f"source {self.name!r}: side kinds {sorted(unknown)} are not in "
+                             f"{SIDE_KINDS}")
+
+    @property
+    def has_gold(self) -> bool:
+        return "gold" in self.side_kinds
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(source: Source) -> Source:
+    """Add a source to the table (a name may be registered once)."""
+    if source.name in SOURCES:
+        raise ValueError(f"corpus source {source.name!r} is registered already")
+    SOURCES[source.name] = source
+    return source
+
+
+register_source(Source("synthetic", SyntheticSource, generate_documents,
+                       total=lambda s: s.num_docs, side_kinds=("gold", "recall")))
+register_source(Source("fineweb", FinewebSource, lambda s, seed: fineweb_records(s),
+                       total=lambda s: s.num_docs))
+register_source(Source("parquet", ParquetSource, lambda s, seed: parquet_records(s),
+                       total=count_rows))
+register_source(Source("redocred", RedocredSource, lambda s, seed: redocred_records(s),
+                       side_kinds=("gold",)))

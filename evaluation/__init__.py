@@ -1,0 +1,7 @@
+"""What a run measured: the evaluate stage, the metrics table's rows, extraction quality, the report.
+
+    evaluation/stage.py               the evaluate stage (every variant x ablation -> metrics)
+    evaluation/metrics.py             what a metrics row is; add a metric here
+    evaluation/extraction_quality.py  extractors against the oracle; the memory gap
+    evaluation/report.py              report/report.md and its plots (markdown and plots only)
+"""

@@ -1,0 +1,304 @@
+"""The report stage: `report/report.md` and its plots, from the warehouse and the training logs.
+
+Markdown and plots only: every figure in the report is a row of the warehouse `metrics` table,
+which the evaluate stage writes (evaluation/metrics.py says what the rows are). The report has
+the variants table (the variants of model/variants.py, in its order), the evaluation ablations of
+each variant that has memory, extraction quality, the oracle-vs-extracted memory gap, training
+loss curves (`train/<variant>.jsonl`) in `loss.png` and recall_acc against distance in
+`recall_by_distance.png`. Anything not run shows as "not run"; absent optional data (no gold, no
+logs, no distance rows) leaves its section saying so.
+
+    python -m evaluation.report --config configs/tiny.yaml --run runs/tiny
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from configs.schema import RunConfig
+from evaluation.metrics import MIN_GAP, Metrics, read_metrics
+from extraction.registry import BACKENDS
+from model.variants import VARIANTS
+from warehouse.db import connect, db_path
+from warehouse.shard_io import atomic_path, write_text_atomically
+
+REPORT_DIR = "report"
+ABLATION_MEMORY = {"none": "as trained", "no_memory": "removed", "shuffled": "another document's",
+                   **{name: spec.label for name, spec in BACKENDS.items()}}
+
+
+def variant_color(variant: str) -> str:
+    """One matplotlib color per variant, the same in every plot (by its place in the table)."""
+    names = list(VARIANTS)
+    return f"C{names.index(variant) % 10}" if variant in names else "C9"
+
+
+# ---------------------------------------------------------------- training logs and plots
+
+def read_loss_log(path: Path) -> tuple[list[int], list[float], int]:
+    """(steps, losses, unreadable lines) of one train/<variant>.jsonl; a step logged twice
+    (training resumed after a kill) keeps its newest value."""
+    by_step: dict[int, float] = {}
+    bad = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            step, loss = int(rec["step"]), float(rec["loss"])
+        except (ValueError, KeyError, TypeError):
+            bad += 1  # e.g. the half-written last line of a killed run
+            continue
+        if math.isfinite(loss):
+            by_step[step] = loss
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps], bad
+
+
+def _save_figure(fig, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) -> Path:
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 4))
+    ax = fig.add_subplot()
+    for variant, (steps, losses) in curves.items():
+        ax.plot(steps, losses, label=variant, linewidth=1.2, color=variant_color(variant))
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title("Training loss per variant")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(fig, path)
+
+
+def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float]]], reach: int,
+                            path: Path) -> Path:
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 4))
+    ax = fig.add_subplot()
+    ablation_colors = iter(f"C{i}" for i in range(len(VARIANTS), 100))  # after the variants'
+    for label, points in curves.items():
+        unablated = label in VARIANTS
+        ax.plot([(lo + hi) / 2 for lo, hi, _ in points], [acc for _, _, acc in points],
+                marker="o", label=label, linewidth=1.2, linestyle="-" if unablated else ":",
+                color=variant_color(label) if unablated else next(ablation_colors))
+    ax.axvline(reach, color="grey", linestyle="--", linewidth=1, label=f"T + M = {reach}")
+    ax.set_xlabel("statement -> recall distance (tokens, bucket midpoint)")
+    ax.set_ylabel("recall_acc")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Recall accuracy against distance")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- markdown
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def variants_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
+    rows = []
+    for variant in VARIANTS:
+        if not metrics.has_run(variant):
+            rows.append([f"`{variant}`", "not run", "", "", "", ""])
+            continue
+        get = lambda m: metrics.get(variant, "none", m)  # noqa: E731
+        rows.append([f"`{variant}`", _fmt(get("bpb")), _fmt(get("recall_bpb")),
+                     _fmt(get("recall_acc")), _fmt(get("positions"), 0),
+                     _fmt(get("compression"), 1)])
+    readers = [v for v in VARIANTS if VARIANTS[v].reads_memory_rows]
+    source = (f"{', '.join(f'`{v}`' for v in readers)} memory from `{cfg.train.memory_source}`. "
+              if readers else "")
+    return ["## Variants", "",
+            f"Val split. Window T = {cfg.model.sequence_len} tokens, M = {cfg.model.memory_slots} "
+            f"memory slots; {source}`positions` is the attention positions per window; "
+            "`compression` the evicted tokens per memory slot used.", "",
+            *_table(["variant", "bpb", "recall_bpb", "recall_acc", "positions", "compression"], rows),
+            ""]
+
+
+def ablations_section(cfg: RunConfig, metrics: Metrics, variant: str) -> list[str]:
+    """The evaluation-time ablations of one variant with memory (its table in model/variants.py)."""
+    backends = set(BACKENDS)
+    spec = VARIANTS[variant]
+    candidates = ["no_memory", "shuffled", *cfg.extract.backends, *cfg.evaluate.ablations]
+    ablations = ["none", *dict.fromkeys(a for a in candidates if spec.applies(a, backends))]
+    rows = []
+    for ablation in ablations:
+        memory = (f"`{cfg.train.memory_source}` (as trained)" if ablation == "none"
+                  else ABLATION_MEMORY.get(ablation, ablation))
+        evaluated = ablation
+        if ablation == cfg.train.memory_source and not metrics.has_run(variant, ablation):
+            evaluated, memory = "none", f"{memory}: as trained, the `none` row"
+        if not metrics.has_run(variant, evaluated):
+            rows.append([f"`{ablation}`", memory, "not run", "", ""])
+            continue
+        values = [metrics.get(variant, evaluated, m) for m in ("bpb", "recall_bpb", "recall_acc")]
+        rows.append([f"`{ablation}`", memory, *map(_fmt, values)])
+    return [f"## Ablations of `{variant}` (evaluation time)", "",
+            *_table(["ablation", "memory", "bpb", "recall_bpb", "recall_acc"], rows), ""]
+
+
+def extraction_section(quality: dict[str, dict[str, float]]) -> list[str]:
+    lines = ["## Extraction quality against gold", ""]
+    if not quality:
+        return lines + ["No gold (oracle) triplets and another extractor on the same documents in "
+                        "this run: nothing to score.", ""]
+    lines += ["Each extractor against the oracle triplets of the same documents, scored as "
+              "`python -m extraction.score` does. Strict: subject, relation, object and polarity "
+              "equal after normalization; relaxed: subject and object. `recalled facts` is the "
+              "share of gold recall spans whose fact the extractor stated before the recall.", ""]
+    rows = [[f"`{ex}`", f"{s['docs']:.0f}", f"{s['gold_triplets']:.0f}",
+             f"{s['extracted_triplets']:.0f}", _fmt(s["strict_p"]), _fmt(s["strict_r"]),
+             _fmt(s["strict_f1"]), _fmt(s["relaxed_p"]), _fmt(s["relaxed_r"]),
+             _fmt(s["relaxed_f1"]), _fmt(s.get("recall_fact_coverage"))]
+            for ex, s in quality.items()]
+    return lines + _table(["extractor", "docs", "gold", "extracted", "strict P", "strict R",
+                           "strict F1", "relaxed P", "relaxed R", "relaxed F1", "recalled facts"],
+                          rows) + [""]
+
+
+def gap_section(metrics: Metrics, variants: list[str]) -> list[str]:
+    """For each memory variant and extractor, the recall_acc gap between oracle and extracted
+    memory (the `gap:<extractor>` rows) and how much of it missing facts explain."""
+    lines = ["## Oracle vs extracted memory: how much of the gap is extraction", ""]
+    any_gap = False
+    quality = metrics.extraction_scores()
+    for variant in variants:
+        for ex, q in quality.items():
+            s = metrics.group(variant, f"gap:{ex}")
+            if "recall_acc_gap" not in s:
+                continue
+            any_gap = True
+            coverage = q.get("recall_fact_coverage")
+            covered = (f"states {_fmt(coverage)} of the recalled facts before their recall"
+                       if coverage is not None else f"recovers {_fmt(q.get('strict_r'))} of gold facts")
+            lines.append(
+                f"- `{ex}`: `{variant}` recall_acc is {_fmt(s['recall_acc_oracle_memory'])} with "
+                f"oracle memory and {_fmt(s['recall_acc_extracted_memory'])} with `{ex}` memory, a "
+                f"gap of {_fmt(s['recall_acc_gap'])}. The extractor {covered} (strict recall of all "
+                f"gold facts {_fmt(q.get('strict_r'))}, relaxed {_fmt(q.get('relaxed_r'))}).")
+            if "recall_acc_expected_from_coverage" in s:
+                share = s.get("gap_share_explained_by_extraction")
+                lines.append(
+                    f"  Using every extracted fact as well as oracle memory, and falling to the "
+                    f"no-memory level on the rest, would give "
+                    f"{_fmt(s['recall_acc_expected_from_coverage'])}"
+                    + (f": missing facts explain {share:.0%} of the gap; the rest comes from wrong "
+                       "or differently phrased triplets and how the model reads them."
+                       if share is not None
+                       else f"; the gap is under {MIN_GAP}, too small to apportion."))
+    if not any_gap:
+        lines.append("Needs a memory variant's recall_acc with both oracle and extracted memory "
+                     "(train with one, list the other in `evaluate.ablations`); not available in "
+                     "this run.")
+    return lines + [""]
+
+
+def distance_table(curves: dict[str, list[tuple[int, int, float]]]) -> list[str]:
+    buckets = sorted({(lo, hi) for points in curves.values() for lo, hi, _ in points})
+    acc = {(label, lo, hi): a for label, points in curves.items() for lo, hi, a in points}
+    rows = [[f"{lo}-{hi}", *(_fmt(acc.get((label, lo, hi))) for label in curves)]
+            for lo, hi in buckets]
+    return _table(["distance (tokens)", *curves], rows)
+
+
+def render_report(cfg: RunConfig, metrics: Metrics, loss_png: Path | None,
+                  distance_png: Path | None, run_dir: Path) -> str:
+    title = cfg.report.title or f"Triplet Context Compression: run `{cfg.name}`"
+    reach = cfg.model.sequence_len + cfg.model.memory_slots
+    # variants with evaluation ablations: those trained in this run, or with rows in the table
+    with_memory = [v for v in VARIANTS if VARIANTS[v].ablations
+                   and (v in cfg.train.variants or metrics.has_run(v))]
+    lines = [f"# {title}", "",
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{run_dir}`. Every "
+             "number below is a row of the warehouse `metrics` table:", "",
+             f"    python -m warehouse.sql --run {run_dir} \"SELECT variant, ablation, metric, value "
+             "FROM metrics\"", "",
+             *variants_section(cfg, metrics),
+             *(line for v in with_memory for line in ablations_section(cfg, metrics, v)),
+             *extraction_section(metrics.extraction_scores()),
+             *gap_section(metrics, [v for v in VARIANTS if VARIANTS[v].reads_memory_rows]),
+             "## Training loss", ""]
+    lines += ([f"![training loss per variant]({loss_png.name})", ""] if loss_png else
+              ["No training logs (`train/<variant>.jsonl`) in this run.", ""])
+    lines += ["## Recall accuracy against distance", ""]
+    curves = metrics.distance_curves(list(VARIANTS))
+    if distance_png:
+        lines += [f"Distance from the end of the statement to the recalled value, in tokens; "
+                  f"beyond T + M = {reach} neither the window nor `raw`'s extra tokens reach the "
+                  "statement.", "", f"![recall_acc against distance]({distance_png.name})", "",
+                  *distance_table(curves), ""]
+    else:
+        lines += ["No per-distance recall rows (`recall_acc@<lo>-<hi>`) in this run.", ""]
+    return "\n".join(lines)
+
+
+def build_report(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """The report stage: plot, and write report/report.md from the `metrics` table."""
+    run_dir = Path(run_dir)
+    out_dir = run_dir / REPORT_DIR
+    if not db_path(run_dir).is_file():
+        raise FileNotFoundError(f"{db_path(run_dir)}: no warehouse here (run the pipeline first)")
+    con = connect(run_dir, read_only=True)
+    try:
+        metrics = read_metrics(con)
+    finally:
+        con.close()
+
+    bad_lines = 0
+    losses = {}
+    for variant in dict.fromkeys([*cfg.train.variants, *VARIANTS]):
+        log = run_dir / "train" / f"{variant}.jsonl"
+        if log.is_file():
+            steps, values, bad = read_loss_log(log)
+            bad_lines += bad
+            if steps:
+                losses[variant] = (steps, values)
+    curves = metrics.distance_curves(list(VARIANTS))
+    reach = cfg.model.sequence_len + cfg.model.memory_slots
+    loss_png = plot_losses(losses, out_dir / "loss.png") if losses else None
+    distance_png = (plot_recall_by_distance(curves, reach, out_dir / "recall_by_distance.png")
+                    if curves else None)
+    for name, made in (("loss.png", loss_png), ("recall_by_distance.png", distance_png)):
+        if made is None:
+            (out_dir / name).unlink(missing_ok=True)  # a plot of an earlier run would mislead
+
+    markdown = render_report(cfg, metrics, loss_png, distance_png, run_dir)
+    report_md = write_text_atomically(markdown, out_dir / "report.md")
+    outputs = [p.relative_to(run_dir).as_posix() for p in (report_md, loss_png, distance_png) if p]
+    return {"outputs": outputs,
+            "rows": {"report_chars": len(markdown), "metrics": len(metrics.values)},
+            "counters": {"unreadable_log_lines": bad_lines} if bad_lines else {}}
+
+
+def main() -> None:
+    from configs.schema import load_config_or_exit
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
+    args = parser.parse_args()
+    cfg = load_config_or_exit(args.config)
+    result = build_report(cfg, args.run)
+    print(f"report: {args.run / result['outputs'][0]}")
+
+
+if __name__ == "__main__":
+    main()
