@@ -101,7 +101,8 @@ class RedocredSource(Section):
     @classmethod
     def _exists(cls, p: Path | None) -> Path | None:
         if p is not None and not p.is_file():
-            raise ValueError(f"file not found: {p}")
+            raise ValueError(f"file not found: {p} (`python -m corpora.fetch redocred` downloads "
+                             "the Re-DocRED files into data/)")
         return None if p is None else p.resolve()
 
 

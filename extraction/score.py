@@ -5,9 +5,11 @@
     .venv/bin/python -m extraction.score --backend spacy --dataset redocred [--path FILE]
 
 Datasets: `synthetic` (corpora.synthetic's documents and complete gold; seed 0, `--limit`
-documents, default 200), `conll04` (sentences, default ../shared/data/conll04_dev.json) and
-`redocred` (Wikipedia introductions, default ../shared/data/redocred_dev.json); default paths are
-relative to the repository root, a given --path to the current directory.
+documents, default 200), `conll04` (sentences, default data/conll04_dev.json) and `redocred`
+(Wikipedia introductions, default data/redocred_dev.json, relation names from the
+docred_rel_info.json beside it when there is one); default paths are under the repository root
+and written by `python -m corpora.fetch conll04|redocred`, a given --path is relative to the
+current directory.
 
 Matching, per document, after `extraction.normalize`:
 - strict: subject, relation and object all equal: `normalize_entity` on subject and object,
@@ -44,16 +46,12 @@ from pathlib import Path
 from typing import Any, Hashable
 
 from configs.schema import ExtractConfig, SyntheticSource
+from corpora.fetch import CONLL04_DEV, DATA_DIR, REDOCRED_DEV, REL_INFO
 from extraction.base import Document, Triplet
 from extraction.normalize import canonical_relation, normalize_entity
 from extraction.registry import BACKENDS, make_backend
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATHS = {
-    "conll04": REPO_ROOT.parent / "shared" / "data" / "conll04_dev.json",
-    "redocred": REPO_ROOT.parent / "shared" / "data" / "redocred_dev.json",
-}
-REL_INFO = REPO_ROOT.parent / "shared" / "data" / "docred_rel_info.json"
+DEFAULT_PATHS = {"conll04": DATA_DIR / CONLL04_DEV, "redocred": DATA_DIR / REDOCRED_DEV}
 DEFAULT_SYNTHETIC_DOCS = 200
 
 
@@ -81,7 +79,8 @@ def load_dataset(name: str, path: Path | None, limit: int | None) -> Dataset:
         return Dataset(name, docs, per_sentence=True)
     path = Path(path) if path is not None else DEFAULT_PATHS[name]
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found (pass --path to the {name} JSON file)")
+        raise DatasetError(f"{path}: file not found (`python -m corpora.fetch {name}` downloads "
+                           f"it into data/; or pass --path to a {name} JSON file)")
     if name == "conll04":
         from corpora.conll04 import Conll04Error, load_conll04
         try:
@@ -95,7 +94,8 @@ def _load_redocred(path: Path, limit: int | None) -> Dataset:
     from configs.schema import RedocredSource
     from corpora.records import CorpusError
     from corpora.redocred import detokenize, redocred_records
-    rel_info = REL_INFO if REL_INFO.is_file() else None
+    rel_info = path.with_name(REL_INFO)  # relation names, used when they sit beside the file
+    rel_info = rel_info if rel_info.is_file() else None
     try:
         records = list(redocred_records(RedocredSource(path=path, rel_info=rel_info, limit=limit)))
         raw = json.loads(path.read_text(encoding="utf-8"))[:limit]
