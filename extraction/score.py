@@ -5,9 +5,11 @@
     .venv/bin/python -m extraction.score --backend spacy --dataset redocred [--path FILE]
 
 Datasets: `synthetic` (corpora.synthetic's documents and complete gold; seed 0, `--limit`
-documents, default 200), `conll04` (sentences, default ../shared/data/conll04_dev.json) and
-`redocred` (Wikipedia introductions, default ../shared/data/redocred_dev.json); default paths are
-relative to the repository root, a given --path to the current directory.
+documents, default 200), `conll04` (sentences, default data/conll04_dev.json) and `redocred`
+(Wikipedia introductions, default data/redocred_dev.json, relation names from the
+docred_rel_info.json beside it when there is one); default paths are under the repository root
+and written by `python -m corpora.fetch conll04|redocred`, a given --path is relative to the
+current directory.
 
 Matching (strict and relaxed, per sentence or per document) is extraction/quality.py's.
 CoNLL04 and Re-DocRED relations are typed labels (Work_For, "located in the administrative
@@ -32,16 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from configs.schema import ExtractConfig
+from corpora.fetch import CONLL04_DEV, DATA_DIR, REDOCRED_DEV, REL_INFO
 from corpora.synthetic import SyntheticSource
 from extraction.quality import Dataset, DatasetError, load_redocred, score
 from extraction.registry import BACKENDS, make_backend
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATHS = {
-    "conll04": REPO_ROOT.parent / "shared" / "data" / "conll04_dev.json",
-    "redocred": REPO_ROOT.parent / "shared" / "data" / "redocred_dev.json",
-}
-REL_INFO = REPO_ROOT.parent / "shared" / "data" / "docred_rel_info.json"
+DEFAULT_PATHS = {"conll04": DATA_DIR / CONLL04_DEV, "redocred": DATA_DIR / REDOCRED_DEV}
 DEFAULT_SYNTHETIC_DOCS = 200
 
 
@@ -57,14 +55,16 @@ def load_dataset(name: str, path: Path | None, limit: int | None) -> Dataset:
         return Dataset(name, docs, per_sentence=True)
     path = Path(path) if path is not None else DEFAULT_PATHS[name]
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found (pass --path to the {name} JSON file)")
+        raise DatasetError(f"{path}: file not found (`python -m corpora.fetch {name}` downloads "
+                           f"it into data/; or pass --path to a {name} JSON file)")
     if name == "conll04":
         from corpora.conll04 import Conll04Error, load_conll04
         try:
             return Dataset(name, load_conll04(path, limit), per_sentence=True)
         except Conll04Error as err:
             raise DatasetError(str(err)) from None
-    return load_redocred(path, limit, REL_INFO if REL_INFO.is_file() else None)
+    rel_info = path.with_name(REL_INFO)  # relation names, used when they sit beside the file
+    return load_redocred(path, limit, rel_info if rel_info.is_file() else None)
 
 
 # ---------------------------------------------------------------- CLI

@@ -23,7 +23,10 @@ import yaml
 from research.toy_lookup import ToyTask, write_toy_shards, write_toy_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The full benchmark files (`python -m corpora.fetch redocred|conll04` writes them to data/;
+# TCC_BENCHMARK_DATA names another folder). Every test runs on tests/fixtures/; the ones marked
+# `benchmark_data` add checks on the full files and skip without them.
+BENCHMARK_DATA = Path(os.environ.get("TCC_BENCHMARK_DATA") or REPO_ROOT / "data")
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,18 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def benchmark_file():
+    """`benchmark_file("redocred_dev.json")`: the full file's path, or the test is skipped."""
+    def find(name: str) -> Path:
+        path = BENCHMARK_DATA / name
+        if not path.is_file():
+            pytest.skip(f"{path} absent (python -m corpora.fetch redocred|conll04 writes data/; "
+                        "TCC_BENCHMARK_DATA=<folder> points elsewhere)")
+        return path
+    return find
 
 
 # ---------------------------------------------------------------- the toy run

@@ -3,6 +3,10 @@
 DuckDB allows one writing process per file: stages open it for writing one at a time (parallel
 workers write parquet, one step loads it); readers such as `python -m warehouse.sql` open it
 read-only.
+
+The shard views find their folders through the connection variable `warehouse_run_dir`, which
+`connect` sets to the run folder's current location, so a moved or copied run folder still reads
+its own shards; a plain `duckdb.connect` (no variable) reads the folder the view was stored from.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from warehouse.contracts import SHARD_KINDS
 
 DB_NAME = "warehouse.duckdb"
 SHARD_VIEWS = {kind: k.view for kind, k in SHARD_KINDS.items()}  # shard folder -> view name
+RUN_DIR_VARIABLE = "warehouse_run_dir"
 
 
 class WarehouseLocked(RuntimeError):
@@ -53,6 +58,7 @@ def connect(run_dir: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
             raise WarehouseLocked(f"{path} is already open in this process with "
                                   f"read_only={not read_only}; close that connection first") from None
         raise
+    con.execute(f"SET VARIABLE {RUN_DIR_VARIABLE} = ?", [str(Path(run_dir).resolve())])
     if not read_only:
         con.execute(schema_sql())
     return con
@@ -60,21 +66,29 @@ def connect(run_dir: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
 
 def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,
                          temporary: bool = False) -> list[str]:
-    """(Re)create one view per shard folder that has shards; returns the view names.
+    """(Re)create one view per shard folder that has shards; returns the view names made.
 
-    `temporary=True` makes connection-local views, the only kind a read-only connection may
-    create; they shadow stored views of the same name.
+    `con` comes from `connect(run_dir)`: a view reads `<warehouse_run_dir>/<kind>/shard_*.parquet`
+    (the run folder it was stored from when the variable is unset). `temporary=True` makes
+    connection-local views, the only kind a read-only connection may create, and only for
+    folders without a stored view: a stored one already follows the run folder, and a second
+    view of the same name would be listed twice (SHOW TABLES, duckdb_views()).
     """
     create = "CREATE OR REPLACE TEMP VIEW" if temporary else "CREATE OR REPLACE VIEW"
+    stored: set[str] = set()
+    if temporary:
+        stored = {name for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT temporary AND NOT internal "
+            "AND database_name = current_database()").fetchall()}
+    run_dir = Path(run_dir).resolve()
+    stored_from = str(run_dir).replace("'", "''")
+    folder = f"coalesce(getvariable('{RUN_DIR_VARIABLE}'), '{stored_from}')"
     made = []
-    for kind in SHARD_VIEWS:
-        folder = Path(run_dir).resolve() / kind
-        if not any(folder.glob("shard_*.parquet")):
+    for kind, view in SHARD_VIEWS.items():
+        if view in stored or not any((run_dir / kind).glob("shard_*.parquet")):
             continue
-        view = SHARD_VIEWS[kind]
-        glob = str(folder / "shard_*.parquet").replace("'", "''")
-        con.execute(f"{create} {view} AS "
-                    f"SELECT * FROM read_parquet('{glob}', filename = true)")
+        con.execute(f"{create} {view} AS SELECT * FROM read_parquet("
+                    f"{folder} || '/{kind}/shard_*.parquet', filename = true)")
         made.append(view)
     return made
 

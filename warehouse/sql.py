@@ -5,9 +5,12 @@
 
 The database is opened read-only, so it can be queried while no stage writes it. Besides the
 tables (documents, triplets, entities, relations, aliases, stage_runs, metrics,
-extraction_errors) the shard folders are visible as views: docs_shards, triplet_shards,
-tokens_shards, memory_shards. Only one statement of a reading kind runs (SELECT, EXPLAIN of a
-SELECT, a read-only PRAGMA); anything else is refused before it reaches the database.
+extraction_errors) the shard folders are visible as views: docs_shards, gold_shards,
+recall_shards, triplet_shards, tokens_shards, memory_shards: the views the stages stored, which
+read the run folder where it lies now (a moved run folder included), and a connection-local view
+for a folder with shards but no stored view, so each is listed once. Only one statement of a
+reading kind runs (SELECT, EXPLAIN of a SELECT, a read-only PRAGMA); anything else is refused
+before it reaches the database.
 
 Exit status: 0 answered; 1 the query failed or a stage holds the write lock; 2 bad arguments,
 missing run or warehouse, or a refused statement.

@@ -1,4 +1,5 @@
 """Config validation: one line naming the file and the field, exit status 2, nothing written."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +10,21 @@ import yaml
 from configs.schema import (ConfigError, dump_config, load_config, parse_config, stage_section)
 
 REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.mark.parametrize("name", ["tiny", "redocred", "fineweb-d12", "fineweb-d20"])
-def test_shipped_configs_validate(name, monkeypatch):
+def test_shipped_configs_validate(name, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
+    if name == "redocred":  # it reads data/ (python -m corpora.fetch redocred): the fixtures stand in
+        (tmp_path / "data").mkdir()
+        shutil.copy(FIXTURES / "redocred_dev_sample.json", tmp_path / "data" / "redocred_dev.json")
+        shutil.copy(FIXTURES / "docred_rel_info.json", tmp_path / "data" / "docred_rel_info.json")
+        monkeypatch.chdir(tmp_path)
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     assert cfg.name == name
+    if name == "redocred":
+        assert cfg.ingest.redocred.path == tmp_path.resolve() / "data" / "redocred_dev.json"
     # the resolved config round-trips through YAML to the same run config
     assert parse_config(yaml.safe_load(dump_config(cfg))) == cfg
 
@@ -27,7 +36,7 @@ def test_shipped_configs_validate(name, monkeypatch):
     ({"ingest": {}}, "f.yaml: name: required field is missing"),
     ({"name": "x", "ingest": {"source": "parquet"}}, "f.yaml: ingest: source is 'parquet' but the 'parquet' section is missing"),
     ({"name": "x", "ingest": {"source": "redocred", "redocred": {"path": "/nope.json"}}},
-     "f.yaml: ingest.redocred.path: file not found: /nope.json"),
+     "f.yaml: ingest.redocred.path: file not found: /nope.json (`python -m corpora.fetch redocred`"),
     ({"name": "x", "train": {"memory_source": "spacy"}, "extract": {"backends": ["oracle"]}},
      "f.yaml: (top level): train.memory_source is 'spacy' but extract.backends"),
     ({"name": "a/b"}, "f.yaml: name: must be a plain folder name"),

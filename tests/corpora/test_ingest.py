@@ -21,7 +21,7 @@ from corpora.synthetic import generate_documents
 from warehouse.contracts import TRIPLET_SCHEMA
 from warehouse.shard_io import list_shards, shard_path
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NO_ORACLE = {"extract": {"backends": ["spacy"]}, "train": {"memory_source": "spacy"},
              "evaluate": {"ablations": ["no_memory"]}}
 
@@ -154,19 +154,29 @@ def test_a_source_with_no_valid_document_fails_with_one_line(tmp_path):
 
 
 def test_redocred_ingest_keeps_gold_and_writes_no_recall_shards(tmp_path):
-    cfg = parse_config({"name": "t", "ingest": {"source": "redocred", "docs_per_shard": 8, "redocred": {
-        "path": str(SHARED_DATA / "redocred_dev.json"),
-        "rel_info": str(SHARED_DATA / "docred_rel_info.json"), "limit": 20}}})
+    cfg = parse_config({"name": "t", "ingest": {"source": "redocred", "docs_per_shard": 2, "redocred": {
+        "path": str(FIXTURES / "redocred_dev_sample.json"),
+        "rel_info": str(FIXTURES / "docred_rel_info.json"), "limit": 5}}})
     result = run_ingest(cfg, tmp_path)
-    assert result["rows"]["documents"] == 20 and result["rows"]["shards"] == 3
+    assert result["rows"]["documents"] == 5 and result["rows"]["shards"] == 3
     assert result["rows"]["recalls"] == 0 and not (tmp_path / "recall").exists()
-    texts = {r[0]: r[6] for r in documents(tmp_path)}
+    rows = documents(tmp_path)
+    assert {r[0]: r[1] for r in rows} == {  # doc_id -> shard, in the file's order
+        "redocred-ellerbusch-site": 0, "redocred-anthony-steel-actor": 0,
+        "redocred-ramada-shelter": 1, "redocred-mociny-metro-station": 1,
+        "redocred-energy-and-environmental-security-initiative": 2}
+    texts = {r[0]: r[6] for r in rows}
     gold = pa.concat_tables(pq.read_table(p) for p in list_shards(tmp_path, "gold")).to_pylist()
-    assert len(gold) == result["rows"]["gold_triplets"] > 100
+    assert len(gold) == result["rows"]["gold_triplets"] == 12 + 8 + 7 + 19 + 6  # one per label
     for t in gold:
         span = texts[t["doc_id"]][t["char_start"]:t["char_end"]]
         assert t["subject"] in span and t["object"] in span and t["extractor"] == "oracle"
         assert not t["relation"].startswith("P")  # names from rel_info
+    steel = [(t["subject"], t["relation"], t["object"]) for t in gold
+             if t["doc_id"] == "redocred-anthony-steel-actor"]
+    assert steel[:3] == [("Anita Ekberg", "spouse", "Anthony Maitland Steel"),
+                         ("The Wooden Horse", "publication date", "1950"),
+                         ("The Wooden Horse", "cast member", "Anthony Maitland Steel")]
 
 
 def test_leftover_temp_file_is_removed_and_a_cut_off_shard_is_rewritten(tmp_path):

@@ -17,7 +17,8 @@ from corpora.common import CorpusError
 from corpora.redocred import detokenize, redocred_records, title_doc_id
 from corpora.parquet_source import parquet_records
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+REDOCRED = FIXTURES / "redocred_dev_sample.json"
 NO_ORACLE = {"extract": {"backends": ["spacy"]}, "train": {"memory_source": "spacy"},
              "evaluate": {"ablations": ["no_memory"]}}
 
@@ -99,21 +100,58 @@ def test_title_doc_ids_are_sanitized_and_unique():
     assert title_doc_id("???", taken) == "redocred-untitled"
 
 
-def test_redocred_gold_uses_mentions_in_the_stating_sentences():
-    docs = json.loads((SHARED_DATA / "redocred_dev.json").read_text())[:30]
-    records = list(redocred_records(RedocredSource(path=SHARED_DATA / "redocred_dev.json", limit=30)))
+def _assert_gold_uses_the_stating_sentences(path: Path, limit: int | None = None) -> list:
+    """Per label one gold triplet: the P-id (no rel_info), the surfaces of mentions in the span,
+    and the span is one evidence sentence stating both or covers all of the evidence."""
+    docs = json.loads(path.read_text())[:limit]
+    records = list(redocred_records(RedocredSource(path=path, limit=limit)))
     assert [len(r.gold) for r in records] == [len(d["labels"]) for d in docs]
-    assert len({r.doc_id for r in records}) == 30 and records[0].recalls == []
+    assert len({r.doc_id for r in records}) == len(docs) and records[0].recalls == []
+    kinds = []
     for rec, doc in zip(records, docs):
         _, spans = detokenize(doc["sents"])
         starts = [s[0][0] for s in spans]
         for t, label in zip(rec.gold, doc["labels"]):
-            assert t.relation == label["r"]  # no rel_info: the P-id
+            assert t.relation == label["r"]
             span = rec.text[t.char_start:t.char_end]
             assert t.subject in span and t.object in span
             covered = [sent for sent in label["evidence"] if t.char_start <= starts[sent] < t.char_end]
-            if label["evidence"]:  # one evidence sentence stating both, or all of them
+            if label["evidence"]:
                 assert len(covered) == 1 or covered == label["evidence"]
+            kinds.append("none" if not label["evidence"] else "one" if len(covered) == 1 else "all")
+    return records, kinds
+
+
+def test_redocred_gold_uses_mentions_in_the_stating_sentences():
+    records, kinds = _assert_gold_uses_the_stating_sentences(REDOCRED)
+    assert [r.doc_id for r in records] == [
+        "redocred-ellerbusch-site", "redocred-anthony-steel-actor", "redocred-ramada-shelter",
+        "redocred-mociny-metro-station", "redocred-energy-and-environmental-security-initiative",
+        "redocred-schizoanalysis", "redocred-ko-joo-yeon"]
+    assert records[1].url == "https://en.wikipedia.org/wiki/Anthony_Steel_(actor)"
+    # every rule is exercised: labels without evidence, one stating sentence, several sentences
+    assert (kinds.count("none"), kinds.count("one"), kinds.count("all")) == (27, 40, 19)
+    ramada = records[2]
+    first = ramada.gold[0]  # evidence [0, 6], no sentence mentions both: the span covers 0..6
+    assert (first.subject, first.relation, first.object) == ("United States", "P150", "Arizona")
+    assert (first.char_start, first.char_end) == (0, len(ramada.text))
+    third = ramada.gold[2]  # evidence [6] states both: that sentence alone
+    assert ramada.text[third.char_start:third.char_end] == (
+        "An example of a large modern-day ramada can be seen at the Casa Grande Ruins National "
+        "Monument in Arizona, where it is used to protect ancient ruins.")
+    steel = records[1]
+    assert steel.text.startswith("Anthony Maitland Steel (21 May 1920 – 21 March 2001) was an English")
+    assert 'He was described as "a glorious throwback' in steel.text
+    assert [(t.subject, t.relation, t.object) for t in records[6].gold[:2]] == [
+        ("Ko Joo-yeon", "P569", "February 22, 1994"), ("Ko Joo-yeon", "P19", "South Korean")]
+    assert [r.doc_id for r in redocred_records(RedocredSource(path=REDOCRED, limit=2))] == [
+        "redocred-ellerbusch-site", "redocred-anthony-steel-actor"]
+
+
+@pytest.mark.benchmark_data
+def test_full_redocred_dev_gold_uses_mentions_in_the_stating_sentences(benchmark_file):
+    records, _ = _assert_gold_uses_the_stating_sentences(benchmark_file("redocred_dev.json"))
+    assert len(records) == 500
 
 
 def test_malformed_redocred_file_fails_with_one_line(tmp_path):

@@ -75,10 +75,23 @@ def test_shard_views_stored_and_temporary(tmp_path):
     assert con.execute("SELECT count(*) FROM docs_shards").fetchall() == [(9,)]  # stored view, live glob
     with pytest.raises(duckdb.Error):
         register_shard_views(con, tmp_path)  # a read-only connection cannot store a view
-    assert register_shard_views(con, tmp_path, temporary=True) == ["docs_shards"]
     rows = con.execute("SELECT count(*), count(DISTINCT filename) FROM docs_shards").fetchall()
     assert rows == [(9, 3)]
     con.close()
+
+    # a folder with shards but no stored view gets a connection-local one; stored ones are kept
+    write_parquet_atomically(_docs_table(5, 0), shard_path(tmp_path, "gold", 0))
+    con = connect(tmp_path, read_only=True)
+    assert register_shard_views(con, tmp_path, temporary=True) == ["gold_shards"]
+    assert con.execute("SELECT view_name, temporary FROM duckdb_views() WHERE NOT internal "
+                       "ORDER BY view_name").fetchall() == [("docs_shards", False), ("gold_shards", True)]
+    assert con.execute("SELECT count(*) FROM gold_shards").fetchall() == [(5,)]
+    con.close()
+
+    # without warehouse.db.connect (no run-folder variable) a view reads the folder it was stored from
+    plain = duckdb.connect(str(db_path(tmp_path)), read_only=True)
+    assert plain.execute("SELECT count(*) FROM docs_shards").fetchall() == [(9,)]
+    plain.close()
 
 
 def test_stage_runs_and_metrics_round_trip(tmp_path):

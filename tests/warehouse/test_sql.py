@@ -2,13 +2,16 @@
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
+
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from warehouse.db import connect, db_path
+from warehouse.db import connect, db_path, register_shard_views
 from warehouse.shard_io import shard_path, write_parquet_atomically
 from warehouse.sql import RefusedStatement, check_read_only, main
 
@@ -17,14 +20,18 @@ DOCS = [("d1", 0, "train", "synthetic", None, 5, "hello"),
         ("d3", 1, "train", "synthetic", None, 100, "x" * 100)]
 
 
+def _docs_shard(run, k, ids):
+    write_parquet_atomically(pa.table({"doc_id": ids, "text": ["x"] * len(ids),
+                                       "source": ["synthetic"] * len(ids), "url": [None] * len(ids),
+                                       "split": ["train"] * len(ids)}), shard_path(run, "docs", k))
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     con = connect(tmp_path)
     con.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)", DOCS)
     con.close()
-    write_parquet_atomically(pa.table({"doc_id": ["d1", "d3"], "text": ["hello", "x" * 100],
-                                       "source": ["synthetic"] * 2, "url": [None, None],
-                                       "split": ["train"] * 2}), shard_path(tmp_path, "docs", 0))
+    _docs_shard(tmp_path, 0, ["d1", "d3"])  # no stored view: the CLI makes a connection-local one
     return tmp_path
 
 
@@ -81,6 +88,27 @@ def test_json_format_is_one_document(run_dir, capsys):
 def test_shard_views_are_queryable_read_only(run_dir, capsys):
     status, out, err = _cli(capsys, run_dir, "SELECT count(*) AS n FROM docs_shards", "--format", "json")
     assert (status, err) == (0, "") and json.loads(out) == [{"n": 2}]
+
+
+def test_stored_shard_views_are_listed_once_and_follow_a_moved_run_folder(tmp_path, capsys):
+    old = tmp_path / "old"
+    _docs_shard(old, 0, ["d1", "d2"])
+    con = connect(old)
+    assert register_shard_views(con, old) == ["docs_shards"]  # as the stages store it
+    con.close()
+    run = Path(shutil.move(old, tmp_path / "moved"))
+    _docs_shard(run, 1, ["d3"])  # written after the move: the view must read the new folder
+
+    def ask(sql):
+        status, out, err = _cli(capsys, run, sql, "--format", "json")
+        assert (status, err) == (0, "")
+        return json.loads(out)
+
+    assert [r["name"] for r in ask("SHOW TABLES")].count("docs_shards") == 1
+    assert ask("SELECT count(*) AS n FROM duckdb_views() WHERE view_name = 'docs_shards'") == [{"n": 1}]
+    rows = ask("SELECT doc_id, filename FROM docs_shards ORDER BY doc_id")
+    assert [r["doc_id"] for r in rows] == ["d1", "d2", "d3"]
+    assert {Path(r["filename"]).parent for r in rows} == {run.resolve() / "docs"}
 
 
 @pytest.mark.parametrize("sql", [
