@@ -27,8 +27,14 @@ from warehouse.db import connect, db_path
 from warehouse.shard_io import atomic_path, write_text_atomically
 
 REPORT_DIR = "report"
-ABLATION_MEMORY = {"none": "as trained", "no_memory": "removed", "shuffled": "another document's",
-                   **{name: spec.label for name, spec in BACKENDS.items()}}
+ABLATION_MEMORY = {"none": "as trained", "no_memory": "removed", "shuffled": "another document's"}
+
+
+def ablation_memory(ablation: str) -> str:
+    """What memory an evaluation ablation gives the model (a backend: its registry label)."""
+    if ablation in BACKENDS:
+        return BACKENDS[ablation].label
+    return ABLATION_MEMORY.get(ablation, ablation)
 
 
 def variant_color(variant: str) -> str:
@@ -143,7 +149,7 @@ def ablations_section(cfg: RunConfig, metrics: Metrics, variant: str) -> list[st
     rows = []
     for ablation in ablations:
         memory = (f"`{cfg.train.memory_source}` (as trained)" if ablation == "none"
-                  else ABLATION_MEMORY.get(ablation, ablation))
+                  else ablation_memory(ablation))
         evaluated = ablation
         if ablation == cfg.train.memory_source and not metrics.has_run(variant, ablation):
             evaluated, memory = "none", f"{memory}: as trained, the `none` row"

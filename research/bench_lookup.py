@@ -22,6 +22,7 @@ import yaml
 from configs.schema import load_config
 from model.evaluate import evaluate_variant
 from model.train import main as train_main
+from model.variants import variant_of
 from research.toy_lookup import ToyTask, write_toy_shards, write_toy_tokenizer
 
 TASK_KNOBS = ("facts", "keys", "key_len", "value_len", "relations", "values", "filler_len", "noise")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--noise", action="store_true", help="random filler tokens")
     parser.add_argument("--recall-loss-weight", type=float, default=1.0)
-    parser.add_argument("--variant", default="triplet", choices=["triplet", "full"])
+    parser.add_argument("--variant", default="triplet", help="a variant of model/variants.py")
     parser.add_argument("--dir", default="/tmp/bench_lookup", help="scratch folder (replaced)")
     args = parser.parse_args(argv)
     try:
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(config)
     result = {"args": {k: v for k, v in vars(args).items() if k != "dir"},
               "train_s": round(seconds), **_metrics(evaluate_variant(cfg, root / "lookup", args.variant))}
-    if args.variant == "triplet":
-        removed = evaluate_variant(cfg, root / "lookup", "triplet", memory="none")
+    if "no_memory" in variant_of(args.variant).ablations:
+        removed = evaluate_variant(cfg, root / "lookup", args.variant, memory="none")
         result["removed"] = _metrics(removed)
     print(json.dumps(result))
 

@@ -40,12 +40,35 @@ def test_shipped_configs_validate(name, monkeypatch, tmp_path):
     ({"name": "x", "train": {"memory_source": "spacy"}, "extract": {"backends": ["oracle"]}},
      "f.yaml: (top level): train.memory_source is 'spacy' but extract.backends"),
     ({"name": "a/b"}, "f.yaml: name: must be a plain folder name"),
+    # model shapes and batches are checked at load, for every variant's model
+    ({"name": "x", "model": {"n_embd": 128, "n_head": 3}},
+     "f.yaml: model.n_head: n_embd (128) must be divisible by n_head (3): set n_head to a divisor"),
+    ({"name": "x", "model": {"n_embd": 96, "n_head": 32}},
+     "f.yaml: model.n_head: head_dim = n_embd / n_head = 3 must be even"),
+    ({"name": "x", "model": {"memory_slots": 0}},
+     "f.yaml: model.memory_slots: variant 'triplet' needs memory slots (> 0)"),
+    ({"name": "x", "model": {"sequence_len": 64}, "train": {"device_batch_size": 16, "total_batch_size": 1000}},
+     "f.yaml: train.total_batch_size: 1000 must be a multiple of device_batch_size x "
+     "model.sequence_len x nproc_per_node (1024)"),
 ])
 def test_bad_configs_name_the_field(data, expected):
     with pytest.raises(ConfigError) as err:
         parse_config(data, "f.yaml")
     assert str(err.value).startswith(expected), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_flash_without_flash_attn_fails_at_load(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here; the refusal only applies without it")
+    bad = tmp_path / "flash.yaml"
+    bad.write_text("name: f\nmodel:\n  attn_backend: flash\n")
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--config", str(bad),
+                           "--dry-run"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"config error: {bad}: model.attn_backend: attn_backend 'flash' "
+                                   "needs flash-attn: pip install -e '.[gpu]' (or set attn_backend: auto)")
 
 
 def test_vllm_backend_needs_the_extra():

@@ -1,4 +1,5 @@
-"""Corpus sources on real files: FineWeb's stream code on a local parquet, parquet, Re-DocRED."""
+"""Corpus sources on real files: FineWeb's stream code on a local parquet, parquet, Re-DocRED,
+and the source table (a throwaway source registered, configured and ingested)."""
 import json
 from pathlib import Path
 
@@ -6,16 +7,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
+from pydantic import Field
 
 import corpora.fineweb as fineweb
-from configs.schema import parse_config
-from corpora.fineweb import FinewebSource
-from corpora.parquet_source import ParquetSource
-from corpora.redocred import RedocredSource
-from corpora.ingest import run_ingest
+from configs.base import Section
+from configs.schema import ConfigError, parse_config
 from corpora.common import CorpusError
-from corpora.redocred import detokenize, redocred_records, title_doc_id
-from corpora.parquet_source import parquet_records
+from corpora.fineweb import FinewebSource
+from corpora.ingest import run_ingest
+from corpora.parquet_source import ParquetSource, parquet_records
+from corpora.redocred import RedocredSource, detokenize, redocred_records, title_doc_id
+from corpora.sources import SOURCES, Source, register_source
+from warehouse.contracts import Document
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REDOCRED = FIXTURES / "redocred_dev_sample.json"
@@ -162,3 +165,46 @@ def test_malformed_redocred_file_fails_with_one_line(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(CorpusError, match="bad.json: cannot read"):
         list(redocred_records(RedocredSource(path=bad)))
+
+
+# ---------------------------------------------------------------- the source table
+
+class CountingSource(Section):
+    """A throwaway source: `n` documents "line <i> of <n>"."""
+    n: int = Field(3, ge=1)
+    prefix: str = "line"
+
+
+def counting_documents(section: CountingSource, seed: int):
+    for i in range(section.n):
+        yield Document(f"count-{seed}-{i}", f"{section.prefix} {i} of {section.n}", "counting")
+
+
+@pytest.fixture
+def counting():
+    source = register_source(Source("counting", CountingSource, counting_documents,
+                                    total=lambda s: s.n))
+    yield source
+    del SOURCES[source.name]
+
+
+def test_a_registered_source_is_ingested(tmp_path, counting):
+    cfg = parse_config({"name": "c", "seed": 7, "ingest": {"source": "counting",
+                                                           "counting": {"n": 5, "prefix": "row"}},
+                        "extract": {"backends": ["spacy"]}, "train": {"memory_source": "spacy"},
+                        "evaluate": {"ablations": ["no_memory"]}})
+    result = run_ingest(cfg, tmp_path)
+    assert result["rows"]["documents"] == 5 and result["rows"]["gold_triplets"] == 0
+    texts = pq.read_table(tmp_path / "docs" / "shard_00000.parquet").column("text").to_pylist()
+    assert texts == [f"row {i} of 5" for i in range(5)]
+    assert not (tmp_path / "gold").exists()  # no side kinds declared
+    with pytest.raises(ConfigError, match=r"ingest.counting.n: Input should be greater"):
+        parse_config({"name": "c", "ingest": {"source": "counting", "counting": {"n": 0}}})
+    with pytest.raises(ConfigError, match=r"has 'oracle' but source 'counting' has no gold"):
+        parse_config({"name": "c", "ingest": {"source": "counting"}})
+
+
+def test_unknown_source_names_the_table():
+    with pytest.raises(ConfigError, match=r"ingest: .*source 'countin' is not a corpus source; "
+                                          r"choose one of synthetic, fineweb, parquet, redocred"):
+        parse_config({"name": "c", "ingest": {"source": "countin"}})
