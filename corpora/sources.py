@@ -10,7 +10,7 @@ besides `docs`: `gold` (its documents carry gold triplets, which the `oracle` ex
 hands back) and `recall` (gold recall spans).
 
 To add a corpus: write `corpora/<name>.py` with the section class and the reader, then add one
-`Source` entry to `SOURCES` below (or call `register_source` from your own code). Nothing else
+`Source` entry to `SOURCES` below (or `SOURCES.add(...)` from your own code). Nothing else
 changes: `ingest.source: <name>` selects it, `ingest.<name>: {...}` configures it.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from configs.base import Section
+from configs.table import Table
 from corpora.fineweb import FinewebSource, fineweb_records
 from corpora.parquet_source import ParquetSource, count_rows, parquet_records
 from corpora.redocred import RedocredSource, redocred_records
@@ -47,22 +48,12 @@ class Source:
         return "gold" in self.side_kinds
 
 
-SOURCES: dict[str, Source] = {}
-
-
-def register_source(source: Source) -> Source:
-    """Add a source to the table (a name may be registered once)."""
-    if source.name in SOURCES:
-        raise ValueError(f"corpus source {source.name!r} is registered already")
-    SOURCES[source.name] = source
-    return source
-
-
-register_source(Source("synthetic", SyntheticSource, generate_documents,
+SOURCES: Table[Source] = Table("corpus source")
+SOURCES.add(Source("synthetic", SyntheticSource, generate_documents,
                        total=lambda s: s.num_docs, side_kinds=("gold", "recall")))
-register_source(Source("fineweb", FinewebSource, lambda s, seed: fineweb_records(s),
+SOURCES.add(Source("fineweb", FinewebSource, lambda s, seed: fineweb_records(s),
                        total=lambda s: s.num_docs))
-register_source(Source("parquet", ParquetSource, lambda s, seed: parquet_records(s),
+SOURCES.add(Source("parquet", ParquetSource, lambda s, seed: parquet_records(s),
                        total=count_rows))
-register_source(Source("redocred", RedocredSource, lambda s, seed: redocred_records(s),
+SOURCES.add(Source("redocred", RedocredSource, lambda s, seed: redocred_records(s),
                        side_kinds=("gold",)))

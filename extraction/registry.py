@@ -12,8 +12,8 @@ constructor, so a missing one fails only when that backend is asked for, with th
 
 To add a backend: write `extraction/<name>_backend.py` with a class that has `name` and
 `extract(docs)` (the `Backend` protocol below) and, if it has settings, a `configs.base.Section`
-subclass for its `extract.<name>` block; then add one `BackendSpec` entry to `BACKENDS` (or call
-`register_backend`). `extract.backends: [..., <name>]` runs it; `train.memory_source: <name>`
+subclass for its `extract.<name>` block; then add one `BackendSpec` entry to `BACKENDS` (or
+`BACKENDS.add(...)` from your own code). `extract.backends: [..., <name>]` runs it; `train.memory_source: <name>`
 trains on its memory; `evaluate.ablations: [<name>]` evaluates with it.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from configs.base import Section
+from configs.table import Table
 from extraction.spacy_backend import SpacyConfig
 from extraction.vllm_backend import VllmConfig
 from warehouse.contracts import Document, ExtractionError, Triplet
@@ -49,20 +50,11 @@ class BackendSpec:
     missing: Callable[[], str | None] = lambda: None  # why it cannot run here, with the fix
 
 
-BACKENDS: dict[str, BackendSpec] = {}
-
-
-def register_backend(spec: BackendSpec) -> BackendSpec:
-    if spec.name in BACKENDS:
-        raise ValueError(f"extraction backend {spec.name!r} is registered already")
-    BACKENDS[spec.name] = spec
-    return spec
+BACKENDS: Table[BackendSpec] = Table("extraction backend")
 
 
 def make_backend(name: str, cfg: "ExtractConfig") -> Backend:
-    if name not in BACKENDS:
-        raise ValueError(f"unknown extraction backend {name!r}; known: {', '.join(BACKENDS)}")
-    return BACKENDS[name].build(cfg)
+    return BACKENDS.lookup(name).build(cfg)
 
 
 def _oracle(cfg: "ExtractConfig") -> Backend:
@@ -84,6 +76,6 @@ def _vllm_missing() -> str | None:
     return None if importlib.util.find_spec("vllm") else "needs vLLM: pip install -e '.[vllm]'"
 
 
-register_backend(BackendSpec("oracle", "oracle (gold) triplets", _oracle, needs_gold=True))
-register_backend(BackendSpec("spacy", "spaCy triplets", _spacy, SpacyConfig))
-register_backend(BackendSpec("vllm", "vLLM triplets", _vllm, VllmConfig, missing=_vllm_missing))
+BACKENDS.add(BackendSpec("oracle", "oracle (gold) triplets", _oracle, needs_gold=True))
+BACKENDS.add(BackendSpec("spacy", "spaCy triplets", _spacy, SpacyConfig))
+BACKENDS.add(BackendSpec("vllm", "vLLM triplets", _vllm, VllmConfig, missing=_vllm_missing))

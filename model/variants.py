@@ -22,7 +22,7 @@ A `Variant` entry says
   backend's memory in place of the trained one; `evaluate.ablations` names the backend).
 
 To add a variant: write its builder(s) (here or in a module of your own) and register one
-`Variant` (`register_variant(Variant("name", ...))`); then `train.variants: [..., name]` trains
+`Variant` (`VARIANTS.add(Variant("name", ...))`); then `train.variants: [..., name]` trains
 it and the dataloader, training, evaluation and the report take it from this table.
 tests/model/test_variants.py registers a throwaway variant and runs it end to end.
 """
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from configs.table import Table
 from model.memory import MAX_SURFACE_TOKENS, Slot, build_window_memory
 
 if TYPE_CHECKING:
@@ -92,20 +93,8 @@ class Variant:
 
 
 _PROBE = WindowSpec("", 8, 4, 16)  # any spec with memory and a cap, to check an entry
-VARIANTS: dict[str, Variant] = {}
-
-
-def register_variant(variant: Variant) -> Variant:
-    if variant.name in VARIANTS:
-        raise ValueError(f"training variant {variant.name!r} is registered already")
-    VARIANTS[variant.name] = variant
-    return variant
-
-
-def variant_of(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise ValueError(f"unknown training variant {name!r}; known: {', '.join(VARIANTS)}")
-    return VARIANTS[name]
+VARIANTS: Table[Variant] = Table("training variant")
+variant_of = VARIANTS.lookup
 
 
 # ---------------------------------------------------------------- builders
@@ -125,13 +114,13 @@ def triplet_memory(doc: "TrainingDocument", window_start: int, spec: WindowSpec)
     return build_window_memory(doc.memory, window_start, spec.memory_slots)
 
 
-register_variant(Variant("window", "the window only (lower bound)"))
-register_variant(Variant("triplet", "M triplet memory slots + the window", memory=triplet_memory,
+VARIANTS.add(Variant("window", "the window only (lower bound)"))
+VARIANTS.add(Variant("triplet", "M triplet memory slots + the window", memory=triplet_memory,
                          reads_memory_rows=True, ablations=ABLATION_KINDS))
-register_variant(Variant("raw", "M raw tokens just before the window + the window (equal "
+VARIANTS.add(Variant("raw", "M raw tokens just before the window + the window (equal "
                          "attention positions)", prefix=last_raw_tokens,
                          prefix_cap=lambda spec: spec.memory_slots))
-register_variant(Variant("full", "all earlier raw tokens (capped) + the window (upper bound)",
+VARIANTS.add(Variant("full", "all earlier raw tokens (capped) + the window (upper bound)",
                          prefix=earlier_raw_tokens, prefix_cap=lambda spec: spec.full_context_cap))
 BUILT_IN = tuple(VARIANTS)
 

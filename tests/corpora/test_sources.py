@@ -17,7 +17,7 @@ from corpora.fineweb import FinewebSource
 from corpora.ingest import run_ingest
 from corpora.parquet_source import ParquetSource, parquet_records
 from corpora.redocred import RedocredSource, detokenize, redocred_records, title_doc_id
-from corpora.sources import SOURCES, Source, register_source
+from corpora.sources import SOURCES, Source
 from warehouse.contracts import Document
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -182,7 +182,7 @@ def counting_documents(section: CountingSource, seed: int):
 
 @pytest.fixture
 def counting():
-    source = register_source(Source("counting", CountingSource, counting_documents,
+    source = SOURCES.add(Source("counting", CountingSource, counting_documents,
                                     total=lambda s: s.n))
     yield source
     del SOURCES[source.name]

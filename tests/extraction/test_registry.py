@@ -12,7 +12,7 @@ from configs.schema import ConfigError, parse_config
 from corpora.ingest import run_ingest
 from evaluation.report import ablation_memory
 from evaluation.stage import evaluation_jobs
-from extraction.registry import BACKENDS, BackendSpec, make_backend, register_backend
+from extraction.registry import BACKENDS, BackendSpec, make_backend
 from extraction.stage import run_extract
 from warehouse.contracts import Triplet
 
@@ -37,7 +37,7 @@ class FirstLastBackend:
 
 @pytest.fixture
 def first_last():
-    spec = register_backend(BackendSpec("first_last", "first/last-word triplets",
+    spec = BACKENDS.add(BackendSpec("first_last", "first/last-word triplets",
                                         lambda cfg: FirstLastBackend(cfg.section("first_last")),
                                         FirstLastConfig))
     yield spec

@@ -14,8 +14,8 @@ from evaluation.stage import evaluation_jobs
 from model.dataloader import document_windows, load_training_documents, make_batch
 from model.evaluate import evaluate_variant
 from model.train import train
-from model.variants import (BUILT_IN, VARIANTS, Variant, WindowSpec, gpt_config, register_variant,
-                            triplet_memory, window_spec)
+from model.variants import (BUILT_IN, VARIANTS, Variant, WindowSpec, gpt_config, triplet_memory,
+                            window_spec)
 
 FIRST = 3
 
@@ -30,7 +30,7 @@ def throwaway():
     variant = Variant("memory_and_first", "memory + the first 3 tokens", prefix=first_tokens,
                       prefix_cap=lambda spec: FIRST, memory=triplet_memory,
                       reads_memory_rows=True, ablations=("no_memory",))
-    register_variant(variant)
+    VARIANTS.add(variant)
     yield variant
     del VARIANTS[variant.name]
 
@@ -42,7 +42,7 @@ def test_built_in_variants_and_what_they_add():
     assert WindowSpec("triplet", 16, 4, 48).context_len == 16
     assert VARIANTS["triplet"].memory is not None and VARIANTS["raw"].memory is None
     with pytest.raises(ValueError, match="registered already"):
-        register_variant(Variant("raw", "again"))
+        VARIANTS.add(Variant("raw", "again"))
     with pytest.raises(ValueError, match="unknown ablation kinds"):
         Variant("odd", "x", ablations=("sometimes",))
     with pytest.raises(ValueError, match="needs a prefix_cap"):
