@@ -1,4 +1,7 @@
-"""The base of every config section: strict (unknown keys are errors) and immutable.
+"""The base of every config section: strict (unknown keys are errors), immutable, finite.
+
+Every float setting must be a finite number: `.inf` or `.nan` in YAML is refused at load (a
+learning rate of inf would make the loss NaN from the second step).
 
 Each component owns its section (torchtitan's habit): a corpus source its `ingest.<source>`
 block (corpora/), an extraction backend its `extract.<backend>` block (extraction/registry.py);
@@ -8,4 +11,4 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -54,7 +54,7 @@ def _default_section(section: type[Section]) -> Section | None:
 class ComponentBlocks(Section):
     """A section whose other keys are the blocks of registered components (`ingest.<source>`,
     `extract.<backend>`), each validated by the component's own section class."""
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     kind: ClassVar[str] = "component"
 
     @classmethod
@@ -94,7 +94,7 @@ class ComponentBlocks(Section):
 class IngestConfig(ComponentBlocks):
     kind: ClassVar[str] = "ingest source"
     source: str = "synthetic"
-    docs_per_shard: int = Field(256, ge=1)
+    docs_per_shard: int = Field(256, ge=1, le=1_000_000)
     val_fraction: float = Field(0.1, gt=0, lt=1)
 
     @classmethod
@@ -116,8 +116,8 @@ class IngestConfig(ComponentBlocks):
 # ---------------------------------------------------------------- tokenizer
 
 class TokenizerConfig(Section):
-    vocab_size: int = Field(4096, ge=260)  # byte alphabet + specials + merges
-    max_train_docs: int | None = Field(None, ge=1)
+    vocab_size: int = Field(4096, ge=260, le=2**20)  # byte alphabet + specials + merges
+    max_train_docs: int | None = Field(None, ge=1, le=10**9)
 
 
 # ---------------------------------------------------------------- extract / canonicalize
@@ -158,7 +158,7 @@ class ShardsConfig(Section):
     # Real text has no gold recall spans: an object counts as recalled when it was stated only in
     # text at least this many tokens back (see shards/recall.py for the heuristic).
     recall_min_object_chars: int = Field(3, ge=1)
-    workers: int | None = Field(None, ge=1)  # processes building shards; None = by CPU cores and shards
+    workers: int | None = Field(None, ge=1, le=1024)  # processes building shards; None = by CPU cores and shards
 
 
 # ---------------------------------------------------------------- model / train / evaluate
@@ -166,16 +166,16 @@ class ShardsConfig(Section):
 class ModelConfig(Section):
     """The model's shape; model.gpt.GPTConfig.from_model_config turns it into the GPT's config
     (the one place that maps these fields)."""
-    depth: int = Field(2, ge=1)
-    n_embd: int | None = Field(None, ge=8)  # default: derived from depth (nanochat's dial)
-    n_head: int | None = Field(None, ge=1)
-    sequence_len: int = Field(64, ge=8)  # the window T
-    memory_slots: int = Field(16, ge=0)  # M
+    depth: int = Field(2, ge=1, le=512)
+    n_embd: int | None = Field(None, ge=8, le=2**15)  # default: derived from depth (nanochat's dial)
+    n_head: int | None = Field(None, ge=1, le=2**10)
+    sequence_len: int = Field(64, ge=8, le=2**20)  # the window T
+    memory_slots: int = Field(16, ge=0, le=2**16)  # M
     attn_backend: Literal["auto", "sdpa", "flex", "flash"] = "auto"
     triplet_encoder: Literal["tokens", "vocab"] = "tokens"
     memory_rope: Literal["unrotated", "fixed"] = "unrotated"
-    id_buckets: int = Field(4096, ge=1)  # hashed buckets for the `vocab` encoder
-    short_conv: int = Field(0, ge=0)  # causal token-convolution kernel per block, 0 = none (model/gpt.py)
+    id_buckets: int = Field(4096, ge=1, le=2**24)  # hashed buckets for the `vocab` encoder
+    short_conv: int = Field(0, ge=0, le=1024)  # causal token-convolution kernel per block, 0 = none (model/gpt.py)
     tie_embeddings: bool = False  # the head is the token embedding (model/gpt.py)
 
 
@@ -192,19 +192,19 @@ def _built_in_variants() -> list[str]:
 class TrainConfig(Section):
     variants: list[str] = Field(default_factory=_built_in_variants)  # of model/variants.py
     memory_source: str = "oracle"  # the extraction backend whose memory variants train on
-    nproc_per_node: int = Field(1, ge=1)
+    nproc_per_node: int = Field(1, ge=1, le=1024)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    steps: int = Field(300, ge=1)
-    device_batch_size: int = Field(16, ge=1)
-    total_batch_size: int | None = Field(None, ge=1)  # tokens per optimizer step; None = one micro-batch per rank
+    steps: int = Field(300, ge=1, le=10**9)
+    device_batch_size: int = Field(16, ge=1, le=2**16)
+    total_batch_size: int | None = Field(None, ge=1, le=2**40)  # tokens per optimizer step; None = one micro-batch per rank
     matrix_lr: float = Field(0.02, gt=0)  # Muon
     embedding_lr: float = Field(0.01, gt=0)  # AdamW
     weight_decay: float = Field(0.0, ge=0)
     recall_loss_weight: float = Field(1.0, ge=1)  # recall tokens count this many times in the objective
-    warmup_steps: int = Field(20, ge=0)
+    warmup_steps: int = Field(20, ge=0, le=10**9)
     warmdown_frac: float = Field(0.3, ge=0, le=1)
-    checkpoint_every: int = Field(100, ge=1)
-    full_context_cap: int = Field(1024, ge=1)  # `full` variant: earlier raw tokens kept at most
+    checkpoint_every: int = Field(100, ge=1, le=10**9)
+    full_context_cap: int = Field(1024, ge=1, le=2**20)  # `full` variant: earlier raw tokens kept at most
     compile: bool = False
     seed: int = 1337
     wandb: WandbConfig = WandbConfig()
@@ -227,8 +227,8 @@ class EvaluateConfig(Section):
     # row is always evaluated (ablation "none"): memory removed, memory from another document,
     # or an extraction backend's memory in place of the trained one.
     ablations: list[str] = ["no_memory", "shuffled", "oracle"]
-    max_windows: int | None = Field(None, ge=1)  # cap on val windows per variant
-    batch_size: int = Field(32, ge=1)
+    max_windows: int | None = Field(None, ge=1, le=10**9)  # cap on val windows per variant
+    batch_size: int = Field(32, ge=1, le=2**16)
 
 
 class ReportConfig(Section):
@@ -282,16 +282,28 @@ class RunConfig(Section):
 
 
 def check_buildable(cfg: RunConfig) -> tuple[str, str] | None:
-    """(field, problem) when some variant's model or the batch cannot be built, else None."""
+    """(field, problem) when some variant's model or the batch cannot be built, or a training
+    step would not fit this machine's memory (model/resources.py's estimate), else None."""
     from model.gpt import GPTConfigError
+    from model.resources import device_memory, gigabytes, training_memory
     from model.variants import gpt_config, variant_of
+    device_name, available = device_memory(cfg.train.device)
     for variant in cfg.train.variants:
         if variant_of(variant).memory is not None and cfg.model.memory_slots == 0:
             return "model.memory_slots", f"variant {variant!r} needs memory slots (> 0)"
         try:
-            gpt_config(cfg, variant, cfg.tokenizer.vocab_size)
+            model_cfg = gpt_config(cfg, variant, cfg.tokenizer.vocab_size)
         except GPTConfigError as err:  # GPTConfig's n_layer is the section's depth
             return f"model.{'depth' if err.field == 'n_layer' else err.field}", str(err)
+        on_gpu = device_name != "this machine"  # bf16 autocast and a fused attention kernel there
+        need = training_memory(model_cfg, cfg.train.device_batch_size,
+                               "flash" if on_gpu else "sdpa", bf16=on_gpu)
+        if available is not None and need.total > available:
+            return ("model", f"training {variant!r} needs about {gigabytes(need.total)} per process "
+                    f"(weights {gigabytes(need.weights)}, optimizer {gigabytes(need.optimizer)}, "
+                    f"activations {gigabytes(need.activations)}, logits {gigabytes(need.logits)}), "
+                    f"more than {device_name}'s {gigabytes(available)}: lower model.depth / n_embd "
+                    "/ sequence_len, tokenizer.vocab_size or train.device_batch_size")
     total = cfg.train.total_batch_size
     per_micro_step = cfg.train.device_batch_size * cfg.model.sequence_len * cfg.train.nproc_per_node
     if total is not None and total % per_micro_step:

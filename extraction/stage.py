@@ -14,8 +14,9 @@ shard whose fingerprint is current and redoes the rest, so it continues from the
 shard, and a changed config or docs shard never leaves stale triplets behind.
 
 Then, in one step, the warehouse is reloaded: `triplets` (triplet_id = shard * 10^7 + row in the
-shard, so ids are stable across reruns; subject_id, relation_id, object_id stay NULL until
-canonicalize) and `extraction_errors`, plus the shard views.
+shard, so ids are stable across reruns; their canonical ids are canonicalize's table
+`canonical_ids`) and `extraction_errors`, plus the shard views. This stage writes only those two
+tables.
 
     .venv/bin/python -m extraction.stage --config configs/tiny.yaml --run runs/tiny
 """
@@ -110,7 +111,7 @@ def load_warehouse(run_dir: Path) -> dict[str, Any]:
             con.execute(
                 f"INSERT INTO triplets SELECT CAST({shard_of} AS BIGINT) * {ROWS_PER_SHARD_ID} "
                 f"+ file_row_number, doc_id, {shard_of}, subject, relation, object, negated, "
-                "char_start, char_end, confidence, extractor, NULL, NULL, NULL "
+                "char_start, char_end, confidence, extractor "
                 f"FROM read_parquet('{glob('triplets')}', filename = true, file_row_number = true)")
         if list_shards(run_dir, ERRORS_KIND):
             con.execute(
@@ -159,9 +160,9 @@ def run_extract(cfg: RunConfig, run_dir: Path,
     # triplets/errors shards whose docs shard no longer exists (the corpus got smaller)
     remove_shards_outside(run_dir, ("triplets", ERRORS_KIND), {shard_index(p) for p in docs_shards})
     loaded = load_warehouse(run_dir)
-    rows: dict[str, int] = {"docs": total_docs, "shards": len(docs_shards), "shards_extracted": redone,
+    rows: dict[str, int] = {"docs": total_docs, "shards": len(docs_shards),
                             "triplets": sum(n for n, _ in loaded["by_backend"].values())}
-    counters: dict[str, int] = {}
+    counters: dict[str, int] = {"shards_extracted": redone}  # this run's work: not a row count
     for name in cfg.extract.backends:
         n = sum(c for e, (c, _) in loaded["by_backend"].items() if extractor_backend(e) == name)
         with_triplets = sum(d for e, (_, d) in loaded["by_backend"].items()

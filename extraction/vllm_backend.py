@@ -36,12 +36,12 @@ INSTALL_HINT = "backend 'vllm' needs vLLM: pip install -e '.[vllm]'"
 class VllmConfig(Section):
     """The `extract.vllm` section."""
     model: str = "Qwen/Qwen2.5-7B-Instruct"
-    tensor_parallel_size: int = Field(1, ge=1)
-    batch_size: int = Field(256, ge=1)  # documents per generate() call
-    max_tokens: int = Field(1024, ge=16)
-    max_model_len: int = Field(8192, ge=512)
-    chunk_sentences: int = Field(24, ge=1)  # long documents are split into chunks of sentences
-    temperature: float = Field(0.0, ge=0)
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    batch_size: int = Field(256, ge=1, le=1_000_000)  # documents per generate() call
+    max_tokens: int = Field(1024, ge=16, le=2**20)
+    max_model_len: int = Field(8192, ge=512, le=2**24)
+    chunk_sentences: int = Field(24, ge=1, le=10_000)  # long documents are split into chunks of sentences
+    temperature: float = Field(0.0, ge=0, le=100)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 

@@ -9,8 +9,9 @@ written every `train.checkpoint_every` steps and at the end (model/checkpoint.py
 continues from the highest valid one exactly where it stopped (weights, optimizer, each rank's
 loader position and RNG). `--steps K` stops after step K of the configured schedule, so a run
 stopped at K and resumed reproduces the uninterrupted one. Rank 0 prints one line per step and
-appends it as JSON to `runs/<name>/train/<variant>.jsonl` (the report's loss curves); wandb logs
-too when `train.wandb.mode` is not `disabled`.
+appends step, loss and learning rate as JSON to `runs/<name>/train/<variant>.jsonl` (the report's
+loss curves; the same bytes after a resume as without one) and the step's speed to
+`train/<variant>.speed.jsonl`; wandb logs too when `train.wandb.mode` is not `disabled`.
 
 Every variant gets the same windows and targets; what each adds before the window (tokens with no
 loss on them, or memory slots) is its entry in model/variants.py. Variants without a memory builder
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -47,6 +49,10 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 per GPU
 
 class TrainInputError(ValueError):
     """Bad input to training (missing shards, settings that do not fit); one line, exit 1."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became inf or NaN; training stops rather than write a meaningless checkpoint."""
 
 
 # ---------------------------------------------------------------- setup
@@ -100,6 +106,10 @@ def gather(obj: Any, world_size: int) -> list[Any]:
 
 def log_path(run_dir: Path, variant: str) -> Path:
     return Path(run_dir) / "train" / f"{variant}.jsonl"
+
+
+def speed_log_path(run_dir: Path, variant: str) -> Path:
+    return Path(run_dir) / "train" / f"{variant}.speed.jsonl"
 
 
 def reset_log(path: Path, keep_through_step: int) -> None:
@@ -193,10 +203,11 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
     tokens_per_step = cfg.train.device_batch_size * cfg.model.sequence_len * accum * world_size
     meta = {"variant": variant, "world_size": world_size, "config": cfg.model_dump(mode="json"),
             "model_config": asdict(model_cfg), "window_spec": asdict(spec)}
-    log_file = log_path(run_dir, variant)
+    log_file, speed_file = log_path(run_dir, variant), speed_log_path(run_dir, variant)
     wandb_run = None
     if master:
         reset_log(log_file, start)
+        reset_log(speed_file, start)
         wandb_run = _start_wandb(cfg, run_dir, variant)
 
     model.train()
@@ -222,24 +233,29 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
         model.zero_grad(set_to_none=True)
         if world_size > 1:
             dist.all_reduce(loss_sum)
-        loss_value = loss_sum.item() / (accum * world_size)
+        loss_value = loss_sum.item() / (accum * world_size)  # the same on every rank
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"variant {variant}: the loss is {loss_value} at step {step + 1}; lower "
+                "train.matrix_lr / train.embedding_lr or check the shards")
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         done = step + 1
         if master:
-            record = {"step": done, "loss": loss_value, "lr": cfg.train.matrix_lr * multiplier,
-                      "tokens_per_s": tokens_per_step / seconds, "seconds": seconds}
+            record = {"step": done, "loss": loss_value, "lr": cfg.train.matrix_lr * multiplier}
+            speed = {"step": done, "tokens_per_s": tokens_per_step / seconds, "seconds": seconds}
             line = (f"step {done}/{total} | loss {loss_value:.4f} | lr {record['lr']:.4f} | "
-                    f"{record['tokens_per_s']:,.0f} tok/s")
+                    f"{speed['tokens_per_s']:,.0f} tok/s")
             if peak is not None:  # this rank's positions (memory slots included) vs one GPU's peak
-                record["mfu"] = flops_per_position * positions / seconds / peak
-                line += f" | mfu {100 * record['mfu']:.1f}%"
+                speed["mfu"] = flops_per_position * positions / seconds / peak
+                line += f" | mfu {100 * speed['mfu']:.1f}%"
             print(line, flush=True)
-            with log_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            for path, values in ((log_file, record), (speed_file, speed)):
+                with path.open("a") as f:
+                    f.write(json.dumps(values) + "\n")
             if wandb_run is not None:
-                wandb_run.log(record, step=done)
+                wandb_run.log({**record, **speed}, step=done)
         if done % cfg.train.checkpoint_every == 0 or done == stop:
             loader_states = gather(loader.state_dict(), world_size)
             rng_states = gather(rng_state(), world_size)
@@ -275,8 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = Path(args.runs_dir) / cfg.name
     try:
         train(cfg, run_dir, args.variant, resume=args.resume, stop_step=args.steps)
-    except (ValueError, FileNotFoundError) as err:  # bad input: shards, tokenizer, settings
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, TrainingDiverged) as err:  # bad input, or divergence
+        print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(1)
 
 

@@ -64,7 +64,7 @@ SHARDS_PER_WORKER = 8
 # A canonicalized relation is spelt by its most frequent surface form (ties: the first in order).
 TRIPLETS_QUERY = """
     WITH surfaces AS (
-        SELECT relation_id, relation, count(*) AS n FROM triplets
+        SELECT relation_id, relation, count(*) AS n FROM canonical_triplets
         WHERE relation_id IS NOT NULL GROUP BY relation_id, relation),
     spelling AS (
         SELECT relation_id, relation AS spelling FROM surfaces
@@ -73,7 +73,7 @@ TRIPLETS_QUERY = """
            t.negated, t.char_end, t.extractor AS source,
            coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
            coalesce(t.object_id, -1) AS object_id, coalesce(r.functional, false) AS functional
-    FROM triplets t LEFT JOIN relations r ON t.relation_id = r.relation_id
+    FROM canonical_triplets t LEFT JOIN relations r ON t.relation_id = r.relation_id
                     LEFT JOIN spelling s ON t.relation_id = s.relation_id
     ORDER BY t.shard, t.doc_id, t.char_end, t.triplet_id
 """

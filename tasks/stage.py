@@ -12,9 +12,18 @@ Each stage's work is a plain function `entry(cfg, run_dir, on_progress) -> resul
   - its code version: the import closure of its entry module (and of the modules it runs in a
     subprocess, `code`), configs/fingerprint.py,
 never of large in-memory inputs. Each finished stage writes `<run>/<stage>/manifest.json` with
-that key, the inputs' fingerprints, its outputs, row counts and seconds. A stage whose manifest
-on disk carries the current key is up to date; Prefect's cache (stored in `<run>/.prefect/`) is
-keyed the same way, and a stage whose outputs vanished from disk is refreshed.
+that key, the inputs' fingerprints, the content fingerprint of every output (each file's size,
+hash and parquet row count; each warehouse table it writes, warehouse/contracts.py
+TABLE_WRITERS, by rows and content hash), row counts and seconds. A manifest's fingerprint, which
+its downstream stages' keys include, covers the key, the outputs' content and the row counts, so
+rewriting an upstream output with other content always makes its readers stale, and a resumed
+stage fingerprints the same as an uninterrupted one (run-dependent counts such as shards resumed
+are `counters`, outside the fingerprint).
+
+A stage is current only when its manifest carries the current key AND its outputs are intact:
+every file there with the recorded size and parquet footer (and content hash, when its
+modification time changed), every table with the recorded row count. Prefect's cache (stored in
+`<run>/.prefect/`) is keyed the same way, and a stage whose outputs are not intact is refreshed.
 """
 from __future__ import annotations
 
@@ -126,8 +135,13 @@ def read_manifest(run_dir: Path, spec: StageSpec) -> dict[str, Any] | None:
 
 
 def manifest_fingerprint(manifest: dict[str, Any]) -> str:
-    """What downstream keys depend on: the key, outputs and counts (not the timings)."""
-    return config_fingerprint({k: manifest.get(k) for k in ("cache_key", "outputs", "rows")})
+    """What downstream keys depend on: the key, the outputs' content and the row counts (not
+    timings, counters or file modification times)."""
+    outputs = {rel: {k: v for k, v in rec.items() if k != "mtime_ns"}
+               for rel, rec in (manifest.get("outputs") or {}).items()} \
+        if isinstance(manifest.get("outputs"), dict) else manifest.get("outputs")
+    return config_fingerprint({"cache_key": manifest.get("cache_key"), "outputs": outputs,
+                               "rows": manifest.get("rows")})
 
 
 def stage_code_version(spec: StageSpec) -> str:
@@ -160,12 +174,66 @@ class MissingUpstream(RuntimeError):
     pass
 
 
+def stage_tables(spec: StageSpec) -> list[str]:
+    """The warehouse tables the stage writes (its rows in TABLE_WRITERS)."""
+    from warehouse.contracts import TABLE_WRITERS
+    return [t for t, writer in TABLE_WRITERS.items() if writer == spec.section]
+
+
+def output_fingerprints(run_dir: Path, spec: StageSpec, outputs: list[str]) -> dict[str, Any]:
+    """Content fingerprints of a stage's output files (a folder: every file in it) and tables."""
+    from warehouse.shard_io import file_fingerprint
+    run_dir = Path(run_dir)
+    out: dict[str, Any] = {}
+    for rel in sorted(outputs):
+        path = run_dir / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            out[f.relative_to(run_dir).as_posix()] = file_fingerprint(f)
+    tables = stage_tables(spec)
+    if tables:
+        from warehouse.db import connect, table_fingerprint
+        con = connect(run_dir, read_only=True)
+        try:
+            out.update({f"table:{t}": table_fingerprint(con, t) for t in tables})
+        finally:
+            con.close()
+    return out
+
+
+def outputs_intact(run_dir: Path, manifest: dict[str, Any]) -> bool:
+    """Every output the manifest records is still there as recorded (see the module docstring)."""
+    from warehouse.shard_io import file_intact
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict):  # a manifest of an older version of this code
+        return False
+    tables = {k.removeprefix("table:"): v for k, v in outputs.items() if k.startswith("table:")}
+    if not all(file_intact(Path(run_dir) / rel, rec) for rel, rec in outputs.items()
+               if not rel.startswith("table:")):
+        return False
+    if not tables:
+        return True
+    from warehouse.db import WarehouseLocked, connect, db_path
+    if not db_path(run_dir).is_file():
+        return False
+    try:
+        con = connect(run_dir, read_only=True)
+    except WarehouseLocked:
+        return False
+    try:
+        present = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        return all(t in present and con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+                   == rec["rows"] for t, rec in tables.items())
+    finally:
+        con.close()
+
+
 def is_current(run_dir: Path, spec: StageSpec, key: str) -> bool:
-    """Up to date: the manifest carries this key and every listed output still exists."""
+    """Up to date: the manifest carries this key and every output is intact."""
     manifest = read_manifest(run_dir, spec)
     if manifest is None or manifest.get("cache_key") != key:
         return False
-    return all((Path(run_dir) / out).exists() for out in manifest.get("outputs", []))
+    return outputs_intact(run_dir, manifest)
 
 
 def write_manifest(run_dir: Path, spec: StageSpec, key: str, upstream: dict[str, str],
@@ -175,7 +243,7 @@ def write_manifest(run_dir: Path, spec: StageSpec, key: str, upstream: dict[str,
         "cache_key": key,
         "code_version": stage_code_version(spec),
         "inputs": upstream,
-        "outputs": sorted(result.get("outputs", [])),
+        "outputs": output_fingerprints(run_dir, spec, result.get("outputs", [])),
         "rows": result.get("rows", {}),
         "counters": result.get("counters", {}),
         "seconds": round(seconds, 3),
@@ -189,12 +257,14 @@ def write_manifest(run_dir: Path, spec: StageSpec, key: str, upstream: dict[str,
 def record_in_warehouse(run_dir: Path, manifest: dict[str, Any], started: datetime,
                         status: str) -> None:
     """One stage_runs row per executed stage (the warehouse exists from ingest on)."""
-    from warehouse.db import connect, record_stage_run
+    from warehouse.db import connect
+    counts = {"rows": manifest.get("rows", {}), "counters": manifest.get("counters", {})}
     con = connect(run_dir)
     try:
-        record_stage_run(con, manifest["stage"], manifest.get("cache_key", ""), started,
-                         manifest.get("seconds", 0.0), status,
-                         {"rows": manifest.get("rows", {}), "counters": manifest.get("counters", {})})
+        con.execute("INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?)",
+                    [manifest["stage"], manifest.get("cache_key", ""),
+                     started.astimezone(timezone.utc).replace(tzinfo=None),
+                     manifest.get("seconds", 0.0), status, json.dumps(counts)])
     finally:
         con.close()
 

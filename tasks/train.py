@@ -54,7 +54,8 @@ def prepare_checkpoints(run_dir: Path, variant: str, key: str) -> bool:
 
 
 def run_streaming(cmd: list[str], on_line: Callable[[str], None], tail: int = 30) -> None:
-    """Run `cmd`, passing each output line to `on_line`; raise with the last lines on failure."""
+    """Run `cmd`, passing each output line to `on_line`; on failure raise with the reason the
+    command printed (its last "error: ..." line) first, then its last lines."""
     last: deque[str] = deque(maxlen=tail)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, errors="replace") as proc:
@@ -64,8 +65,11 @@ def run_streaming(cmd: list[str], on_line: Callable[[str], None], tail: int = 30
             last.append(line)
             on_line(line)
     if proc.returncode != 0:
-        raise RuntimeError(f"training exited with status {proc.returncode}; last lines:\n"
-                           + "\n".join(last))
+        reason = next((line.removeprefix("error: ") for line in reversed(last)
+                       if line.startswith("error: ")), None)
+        first = f"training failed: {reason}" if reason else \
+            f"training exited with status {proc.returncode}"
+        raise RuntimeError(f"{first} (exit status {proc.returncode}); last lines:\n" + "\n".join(last))
 
 
 def _stage_logger() -> logging.Logger | logging.LoggerAdapter:

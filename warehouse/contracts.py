@@ -11,7 +11,7 @@ Every stage reads and writes the run folder through these names; nothing else de
     memory/shard_k.parquet             MEMORY_SCHEMA      one row per triplet         (shards)
 
 Shard k of every kind covers the same documents. `SHARD_KINDS` names each kind's single writer
-stage and its warehouse view. Record types:
+stage and its warehouse view, `TABLE_WRITERS` each warehouse table's. Record types:
 
 - `Document`: what a corpus source yields and an extraction backend reads (text, gold triplets,
   gold recall spans);
@@ -169,4 +169,16 @@ SHARD_KINDS: dict[str, ShardKind] = {
     "extraction_errors": ShardKind(ERROR_SCHEMA, "extract", "extraction_error_shards"),
     "tokens": ShardKind(TOKENS_SCHEMA, "shards", "tokens_shards"),
     "memory": ShardKind(MEMORY_SCHEMA, "shards", "memory_shards"),
+}
+
+
+# The one stage that writes each warehouse table (warehouse/schema.sql); stage_runs is written
+# by the pipeline around every stage.
+TABLE_WRITERS: dict[str, str] = {
+    "documents": "ingest",
+    "triplets": "extract", "extraction_errors": "extract",
+    "entities": "canonicalize", "relations": "canonicalize", "aliases": "canonicalize",
+    "canonical_ids": "canonicalize",
+    "metrics": "evaluate",
+    "stage_runs": "pipeline",
 }

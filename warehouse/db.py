@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,6 +29,10 @@ RUN_DIR_VARIABLE = "warehouse_run_dir"
 
 class WarehouseLocked(RuntimeError):
     """Another process holds the warehouse's write lock."""
+
+
+class WarehouseOutdated(RuntimeError):
+    """The warehouse was created by an older version of the schema."""
 
 
 def db_path(run_dir: Path) -> Path:
@@ -60,8 +65,45 @@ def connect(run_dir: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection
         raise
     con.execute(f"SET VARIABLE {RUN_DIR_VARIABLE} = ?", [str(Path(run_dir).resolve())])
     if not read_only:
-        con.execute(schema_sql())
+        try:
+            con.execute(schema_sql())
+            _check_columns(con, path)
+        except BaseException:
+            con.close()
+            raise
     return con
+
+
+@lru_cache(maxsize=1)
+def _schema_columns() -> dict[str, list[str]]:
+    """The columns schema.sql creates, read from an in-memory database."""
+    probe = duckdb.connect()
+    try:
+        probe.execute(schema_sql())
+        return _columns(probe)
+    finally:
+        probe.close()
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Tables created by an older schema (CREATE TABLE IF NOT EXISTS keeps them) are refused."""
+    expected = _schema_columns()
+    for table, columns in _columns(con).items():
+        if table in expected and columns != expected[table]:
+            raise WarehouseOutdated(
+                f"{path}: table {table} has the columns of an older version of the pipeline; "
+                "delete the file and rerun (every stage reloads its tables from its shards)")
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    rows = con.execute("SELECT c.table_name, c.column_name FROM duckdb_columns() c "
+                       "JOIN duckdb_tables() t USING (database_name, schema_name, table_name) "
+                       "WHERE c.database_name = current_database() AND NOT c.internal "
+                       "ORDER BY c.table_name, c.column_index").fetchall()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
 
 
 def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,
@@ -93,19 +135,15 @@ def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,
     return made
 
 
-def record_stage_run(con: duckdb.DuckDBPyConnection, stage: str, fingerprint: str,
-                     started_at: datetime, seconds: float, status: str,
-                     counts: dict[str, Any]) -> None:
-    con.execute("INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?)",
-                [stage, fingerprint, started_at.astimezone(timezone.utc).replace(tzinfo=None),
-                 seconds, status, json.dumps(counts)])
 
-
-def insert_metrics(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, Any]]) -> int:
-    """Append metric rows (variant, ablation, split, metric, value, step)."""
-    rows = [(r["variant"], r["ablation"], r["split"], r["metric"], float(r["value"]), r.get("step"))
-            for r in rows]
-    if rows:
-        con.executemany("INSERT INTO metrics (variant, ablation, split, metric, value, step) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return len(rows)
+def table_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int | str]:
+    """Rows and an order-free content hash of a table: the sum of its rows' hashes (a repeated
+    row counts twice); timestamp columns, which say when a row was written rather than what it
+    holds, are left out."""
+    columns = [name for name, kind in con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+        "current_database() AND table_name = ? ORDER BY column_index", [table]).fetchall()
+        if not kind.startswith("TIMESTAMP")]
+    rows, digest = con.execute(f"SELECT count(*), coalesce(sum(hash({', '.join(columns)})"
+                               f"::HUGEINT), 0) FROM {table}").fetchall()[0]
+    return {"rows": rows, "hash": f"{int(digest) % 2**64:016x}"}

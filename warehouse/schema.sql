@@ -1,7 +1,11 @@
 -- The triplet warehouse: one DuckDB file per run (runs/<name>/warehouse.duckdb).
 -- Stages write parquet shards; a single step per stage loads or registers them here.
--- Views over the shard folders (docs_shards, triplet_shards, tokens_shards, memory_shards) are
--- created by warehouse.db.register_shard_views once the folders exist.
+-- Every table has exactly one writer stage (warehouse/contracts.py TABLE_WRITERS):
+--   documents: ingest; triplets, extraction_errors: extract;
+--   entities, relations, aliases, canonical_ids: canonicalize; metrics: evaluate;
+--   stage_runs: the pipeline itself (one row per executed stage).
+-- Views over the shard folders (docs_shards, triplet_shards, tokens_shards, memory_shards, ...)
+-- are created by warehouse.db.register_shard_views once the folders exist.
 
 CREATE TABLE IF NOT EXISTS documents (
     doc_id   VARCHAR PRIMARY KEY,
@@ -24,10 +28,14 @@ CREATE TABLE IF NOT EXISTS triplets (
     char_start  INTEGER NOT NULL,     -- span of the clause that states the triplet
     char_end    INTEGER NOT NULL,
     confidence  FLOAT,
-    extractor   VARCHAR NOT NULL,     -- 'oracle' | 'spacy' | 'vllm:<model>'
-    subject_id  BIGINT,               -- filled by canonicalize
-    relation_id BIGINT,
-    object_id   BIGINT
+    extractor   VARCHAR NOT NULL      -- 'oracle' | 'spacy' | 'vllm:<model>'
+);
+
+CREATE TABLE IF NOT EXISTS canonical_ids (
+    triplet_id  BIGINT PRIMARY KEY,   -- triplets.triplet_id
+    subject_id  BIGINT NOT NULL,      -- entities.entity_id
+    relation_id BIGINT NOT NULL,      -- relations.relation_id
+    object_id   BIGINT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS entities (
@@ -76,3 +84,8 @@ CREATE TABLE IF NOT EXISTS extraction_errors (
     error      VARCHAR NOT NULL,
     raw_prefix VARCHAR                    -- first characters of the raw model output
 );
+
+-- Triplets with their canonical ids (NULL until canonicalize has run).
+CREATE OR REPLACE VIEW canonical_triplets AS
+    SELECT t.*, c.subject_id, c.relation_id, c.object_id
+    FROM triplets t LEFT JOIN canonical_ids c USING (triplet_id);

@@ -9,6 +9,7 @@ a resumed stage continues from the first missing or stale shard and never keeps 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from contextlib import contextmanager
@@ -133,3 +134,38 @@ def remove_shards_outside(run_dir: Path, kinds: tuple[str, ...], keep: set[int])
         for path in list_shards(run_dir, kind):
             if shard_index(path) not in keep:
                 path.unlink()
+
+
+# ---------------------------------------------------------------- content fingerprints of outputs
+
+def file_fingerprint(path: Path) -> dict[str, int | str]:
+    """What a stage's manifest records of an output file: its size, modification time, content
+    hash and, for parquet, its row count (the footer's)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    stat = path.stat()
+    out: dict[str, int | str] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                 "sha256": h.hexdigest()}
+    if path.suffix == ".parquet":
+        out["rows"] = pq.read_metadata(path).num_rows
+    return out
+
+
+def file_intact(path: Path, recorded: dict[str, int | str]) -> bool:
+    """The file still is what the manifest recorded: same size, a readable footer with the same
+    rows (parquet), and the same content hash when its modification time changed."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        if stat.st_size != recorded.get("bytes"):
+            return False
+        if "rows" in recorded and pq.read_metadata(path).num_rows != recorded["rows"]:
+            return False
+    except (OSError, pa.ArrowException):
+        return False
+    if stat.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    return file_fingerprint(path)["sha256"] == recorded.get("sha256")

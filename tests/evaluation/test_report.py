@@ -58,8 +58,8 @@ def make_run(tmp_path: Path, cfg=None, model_rows=MODEL_ROWS) -> Path:
     tid = 0
     for extractor, triplets in (("oracle", ORACLE), ("spacy", SPACY)):
         for doc, s, r, o, end in triplets:
-            con.execute("INSERT INTO triplets VALUES (?, ?, 0, ?, ?, ?, false, 0, ?, NULL, ?, "
-                        "NULL, NULL, NULL)", [tid, doc, s, r, o, end, extractor])
+            con.execute("INSERT INTO triplets VALUES (?, ?, 0, ?, ?, ?, false, 0, ?, NULL, ?)",
+                        [tid, doc, s, r, o, end, extractor])
             tid += 1
     con.close()
     recall = [{"doc_id": d, "char_start": start, "char_end": start + len(v), "subject": s,

@@ -41,7 +41,7 @@ def tables(run_dir):
     out = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
            for t in ("entities", "relations", "aliases")}
     out["triplets"] = con.execute(
-        "SELECT t.doc_id, t.subject, s.name, r.name, r.functional, o.name FROM triplets t "
+        "SELECT t.doc_id, t.subject, s.name, r.name, r.functional, o.name FROM canonical_triplets t "
         "JOIN entities s ON t.subject_id = s.entity_id JOIN relations r USING (relation_id) "
         "JOIN entities o ON t.object_id = o.entity_id ORDER BY t.triplet_id").fetchall()
     con.close()
@@ -78,7 +78,7 @@ def test_ids_names_and_functional_flags(tmp_path, cfg):
         ("live in", True, 2), ("work at", True, 3)]
     assert result["rows"] == {"triplets": 9, "entities": len(names), "relations": 6,
                               "functional_relations": 5, "aliases": len(got["aliases"])}
-    assert result["counters"] == {"doc_merge": 2} and result["outputs"] == ["warehouse.duckdb"]
+    assert result["counters"] == {"doc_merge": 2} and result["outputs"] == []  # tables only
     assert progress[-1] == (2, 2)
 
 
@@ -100,16 +100,18 @@ def test_rerun_replaces_everything_and_is_deterministic(tmp_path, cfg):
     first = tables(tmp_path)
     run_canonicalize(cfg, tmp_path)
     assert tables(tmp_path) == first
-    # the extract stage reloads triplets (ids NULL again), now without d2: no stale rows remain
+    # the extract stage reloads triplets, now without d2: no stale rows remain
     con = connect(tmp_path)
     con.execute("DELETE FROM triplets WHERE doc_id = 'd2'")
-    con.execute("UPDATE triplets SET subject_id = NULL, relation_id = NULL, object_id = NULL")
     con.close()
     run_canonicalize(cfg, tmp_path)
     again = tables(tmp_path)
     assert "dan quell" not in {n for _, n, _ in again["entities"]}
     assert "be a" not in {n for _, n, _, _ in again["relations"]}
     assert len(again["triplets"]) == 6  # every remaining triplet has all three ids
+    con = connect(tmp_path, read_only=True)
+    assert con.execute("SELECT count(*) FROM canonical_ids").fetchall() == [(6,)]
+    con.close()
 
 
 def test_empty_warehouse(tmp_path, cfg):

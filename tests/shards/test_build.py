@@ -46,10 +46,11 @@ def make_run(tmp_path: Path, tok, shards: int = 3, docs_per_shard: int = 2,
         for d in docs:
             city = f"Orvane{d['doc_id'][1:].replace('_', '')}"
             stated_end = d["text"].index(".") + 1
-            for extractor, rel_id in (("oracle", 7), ("spacy", None)):
+            for extractor in ("oracle", "spacy"):  # canonicalized: the oracle's triplets only
                 con.execute("INSERT INTO triplets VALUES (?, ?, ?, 'Mara Quell', 'lives in', ?, false, "
-                            "0, ?, NULL, ?, NULL, ?, 5)",
-                            [tid, d["doc_id"], k, city, stated_end, extractor, rel_id])
+                            "0, ?, NULL, ?)", [tid, d["doc_id"], k, city, stated_end, extractor])
+                if extractor == "oracle":
+                    con.execute("INSERT INTO canonical_ids VALUES (?, 3, 7, 5)", [tid])
                 tid += 1
             start = d["text"].index(city, stated_end)
             recall.append({"doc_id": d["doc_id"], "char_start": start, "char_end": start + len(city),
@@ -130,8 +131,8 @@ def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
     spacy = [r for r in rows if r["source"] == "spacy"]
     assert len(oracle) == len(spacy) == 2
     assert all(r["functional"] for r in oracle) and not any(r["functional"] for r in spacy)
-    assert all(r["relation_id"] == -1 for r in spacy) and all(r["relation_id"] == 7 for r in oracle)
-    assert all(r["subject_id"] == -1 and r["object_id"] == 5 for r in rows)
+    assert all((r["subject_id"], r["relation_id"], r["object_id"]) == (-1, -1, -1) for r in spacy)
+    assert all((r["subject_id"], r["relation_id"], r["object_id"]) == (3, 7, 5) for r in oracle)
     for r in rows:
         ids = tokens.filter(pa.compute.equal(tokens["doc_id"], r["doc_id"]))["tokens"][0].as_py()
         # the statement is exactly the tokens before token_pos
@@ -151,11 +152,12 @@ def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
 def test_a_canonical_relation_is_spelt_by_its_most_frequent_surface(tmp_path, tok):
     run = make_run(tmp_path, tok, shards=1)  # 2 docs: oracle and spaCy "lives in" each, id 7 oracle only
     con = connect(run)
-    con.execute("UPDATE triplets SET relation_id = 7 WHERE extractor = 'spacy'")
+    con.execute("INSERT INTO canonical_ids SELECT triplet_id, 3, 7, 5 FROM triplets "
+                "WHERE extractor = 'spacy'")
     con.execute("UPDATE triplets SET relation = 'lived in' WHERE extractor = 'spacy' AND doc_id = 'd0_0'")
     con.execute("INSERT INTO triplets SELECT 99, doc_id, shard, subject, 'moved to', object, negated, "
-                "char_start, char_end, confidence, 'vllm:x', subject_id, NULL, object_id "
-                "FROM triplets WHERE triplet_id = 0")  # no relation id: keeps its own surface
+                "char_start, char_end, confidence, 'vllm:x' "
+                "FROM triplets WHERE triplet_id = 0")  # no canonical ids: keeps its own surface
     con.close()
     run_shards(parse_config(CONFIG), run)
     spelt = {(r["source"], r["doc_id"]): tok.decode(r["relation_tokens"])
@@ -187,7 +189,8 @@ def test_changed_inputs_rebuild_their_shards_only(tmp_path, tok):
     mtimes = lambda: {k: shard_path(run, "memory", k).stat().st_mtime_ns for k in range(3)}  # noqa: E731
     before = mtimes()
     con = connect(run)  # canonicalize reran and a triplet of shard 2 changed
-    con.execute("UPDATE triplets SET object_id = 99 WHERE shard = 2 AND extractor = 'spacy'")
+    con.execute("INSERT INTO canonical_ids SELECT triplet_id, 3, 7, 99 FROM triplets "
+                "WHERE shard = 2 AND extractor = 'spacy'")
     con.close()
     path = shard_path(run, "tokens", 0)
     path.write_bytes(path.read_bytes()[:100])  # a cut-off file

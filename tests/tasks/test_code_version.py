@@ -23,6 +23,9 @@ cfg = parse_config({"name": "copy"})
 run = Path(sys.argv[2])
 plan = plan_stages(cfg)
 if sys.argv[1] == "finish":
+    from warehouse.db import connect
+    run.mkdir(parents=True)
+    connect(run).close()  # an (empty) warehouse for the stages' tables
     for spec in plan:
         up = upstream_fingerprints(run, spec, plan)
         write_manifest(run, spec, cache_key(cfg, spec, up), up, {"outputs": [], "rows": {}}, 0.0)

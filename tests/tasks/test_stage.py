@@ -1,9 +1,13 @@
 """Cache keys, stage selection and manifests of the pipeline spine (no Prefect needed)."""
 import json
+import os
 
+import pyarrow as pa
 import pytest
 
 from configs.schema import parse_config
+from warehouse.db import connect
+from warehouse.shard_io import write_parquet_atomically
 from tasks.stage import (MissingUpstream, cache_key, is_current, manifest_fingerprint,
                          manifest_path, plan_stages, read_manifest, select_stages,
                          upstream_fingerprints, write_manifest)
@@ -50,24 +54,49 @@ def test_manifest_round_trip_and_currency(tmp_path):
     ingest, tokenizer = plan[0], plan[1]
     with pytest.raises(MissingUpstream, match="needs stage 'ingest'"):
         upstream_fingerprints(tmp_path, tokenizer, plan)
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "shard_00000.parquet").write_bytes(b"x")
+    shard = tmp_path / "docs" / "shard_00000.parquet"
+    write_parquet_atomically(pa.table({"doc_id": ["a", "b", "c"]}), shard)
+    connect(tmp_path).close()
     key = cache_key(cfg, ingest, {})
     manifest = write_manifest(tmp_path, ingest, key, {}, {
         "outputs": ["docs/shard_00000.parquet"], "rows": {"documents": 3}}, 1.5)
     assert read_manifest(tmp_path, ingest) == manifest
+    recorded = manifest["outputs"]
+    assert recorded["docs/shard_00000.parquet"]["rows"] == 3
+    assert recorded["table:documents"] == {"rows": 0, "hash": "0000000000000000"}
     assert json.loads(manifest_path(tmp_path, ingest).read_text())["rows"] == {"documents": 3}
     assert is_current(tmp_path, ingest, key)
     assert not is_current(tmp_path, ingest, "other-key")
     up = upstream_fingerprints(tmp_path, tokenizer, plan)
     assert up == {"ingest": manifest_fingerprint(manifest)}
-    # timings do not change what downstream stages see
+    # timings and modification times do not change what downstream stages see
     again = write_manifest(tmp_path, ingest, key, {}, {
         "outputs": ["docs/shard_00000.parquet"], "rows": {"documents": 3}}, 99.0)
+    os.utime(shard, ns=(1, 1))
     assert manifest_fingerprint(again) == manifest_fingerprint(manifest)
-    # an output deleted from disk makes the stage stale
-    (tmp_path / "docs" / "shard_00000.parquet").unlink()
+    assert is_current(tmp_path, ingest, key)  # touched, same content
+    # other content of the same size, a cut-off file, a deleted one: the stage is stale
+    write_parquet_atomically(pa.table({"doc_id": ["x", "y", "z"]}), shard)
     assert not is_current(tmp_path, ingest, key)
+    write_manifest(tmp_path, ingest, key, {}, {"outputs": ["docs/shard_00000.parquet"]}, 1.0)
+    shard.write_bytes(shard.read_bytes()[:-20])
+    assert not is_current(tmp_path, ingest, key)
+    shard.unlink()
+    assert not is_current(tmp_path, ingest, key)
+
+
+def test_a_table_with_other_rows_makes_its_stage_stale(tmp_path):
+    cfg = _cfg()
+    canonicalize = next(s for s in plan_stages(cfg) if s.name == "canonicalize")
+    con = connect(tmp_path)
+    con.execute("INSERT INTO entities VALUES (1, 'mara quell', 3)")
+    con.close()
+    write_manifest(tmp_path, canonicalize, "k", {}, {"outputs": []}, 1.0)
+    assert is_current(tmp_path, canonicalize, "k")
+    con = connect(tmp_path)
+    con.execute("DELETE FROM entities")
+    con.close()
+    assert not is_current(tmp_path, canonicalize, "k")
 
 
 def test_unreadable_manifest_means_rerun(tmp_path):
