@@ -35,6 +35,16 @@ def config_fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+@lru_cache(maxsize=4096)
+def file_content_hash(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of a file's bytes, computed once per (path, size, modification time) per process."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def module_file(name: str, root: Path = REPO_ROOT) -> Path | None:
     """The repository file of module `name` (a package's __init__.py), or None outside the repo."""
     base = root.joinpath(*name.split("."))

@@ -313,10 +313,25 @@ def check_buildable(cfg: RunConfig) -> tuple[str, str] | None:
     return None
 
 
+def input_files(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Size, modification time and content hash of every local file the corpus source reads."""
+    from configs.fingerprint import file_content_hash
+    from corpora.sources import SOURCES
+    source = SOURCES[cfg.ingest.source]
+    files = sorted(Path(p).resolve() for p in source.inputs(cfg.ingest.section(source.name)))
+    out = []
+    for path in files:
+        stat = path.stat()
+        out.append({"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                    "sha256": file_content_hash(path, stat.st_size, stat.st_mtime_ns)})
+    return out
+
+
 def stage_section(cfg: RunConfig, stage: str) -> dict[str, Any]:
-    """The part of the config a stage's output depends on (its cache key uses only this)."""
+    """The part of the config a stage's output depends on (its cache key uses only this); the
+    ingest stage's includes the fingerprints of the corpus files it reads."""
     sections = {
-        "ingest": {"seed": cfg.seed, "ingest": cfg.ingest},
+        "ingest": {"seed": cfg.seed, "ingest": cfg.ingest, "input_files": input_files(cfg)},
         "tokenizer": {"tokenizer": cfg.tokenizer},
         "extract": {"extract": cfg.extract},
         "canonicalize": {"canonicalize": cfg.canonicalize},
@@ -426,9 +441,11 @@ def stage_main(doc: str, work: Callable[[RunConfig, Path], dict[str, Any]],
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from warehouse.run_lock import RunLocked, run_lock
     cfg = load_config_or_exit(args.config)
     try:
-        result = work(cfg, args.run)
-    except errors as err:
+        with run_lock(args.run):
+            result = work(cfg, args.run)
+    except (*errors, RunLocked) as err:
         raise SystemExit(f"error: {err}") from None
     print(result.get("rows", {}), result.get("counters", {}))

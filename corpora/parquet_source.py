@@ -12,13 +12,14 @@ name and the row's index in it (so it survives moving the folder); url is `url_c
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from configs.base import Section
 from corpora.common import CorpusError, hashed_doc_id
@@ -34,12 +35,15 @@ class ParquetSource(Section):
     id_column: str | None = None
     url_column: str | None = None
 
-    @model_validator(mode="after")
-    def _files_exist(self) -> "ParquetSource":
-        for p in self.paths:
+    @field_validator("paths")
+    @classmethod
+    def _absolute_and_present(cls, paths: list[str]) -> list[str]:
+        """Absolute patterns (the resolved config works from any directory), each matching."""
+        absolute = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+        for given, p in zip(paths, absolute):
             if not glob.glob(p):
-                raise ValueError(f"no file matches {p!r}")
-        return self
+                raise ValueError(f"no file matches {given!r}")
+        return absolute
 
 
 def matched_files(patterns: list[str]) -> list[Path]:

@@ -5,9 +5,10 @@
 
 A source is its config section (the YAML block `ingest.<name>`, a `configs.base.Section`), a
 reader that yields `warehouse.contracts.Document`s in a fixed order (ingest's resume relies on
-it), optionally how many documents it will yield (for progress), and the side shards it writes
-besides `docs`: `gold` (its documents carry gold triplets, which the `oracle` extraction backend
-hands back) and `recall` (gold recall spans).
+it), optionally how many documents it will yield (for progress), the local files it reads
+(`inputs`: ingest's cache key fingerprints them, so a corpus overwritten at the same path is
+read again), and the side shards it writes besides `docs`: `gold` (its documents carry gold
+triplets, which the `oracle` extraction backend hands back) and `recall` (gold recall spans).
 
 To add a corpus: write `corpora/<name>.py` with the section class and the reader, then add one
 `Source` entry to `SOURCES` below (or `SOURCES.add(...)` from your own code). Nothing else
@@ -16,12 +17,13 @@ changes: `ingest.source: <name>` selects it, `ingest.<name>: {...}` configures i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 from configs.base import Section
 from configs.table import Table
 from corpora.fineweb import FinewebSource, fineweb_records
-from corpora.parquet_source import ParquetSource, count_rows, parquet_records
+from corpora.parquet_source import ParquetSource, count_rows, matched_files, parquet_records
 from corpora.redocred import RedocredSource, redocred_records
 from corpora.synthetic import SyntheticSource, generate_documents
 from warehouse.contracts import Document
@@ -36,6 +38,7 @@ class Source:
     documents: Callable[[Section, int], Iterator[Document]]  # (section, run seed) -> documents
     total: Callable[[Section], int] | None = None  # documents it yields at most (progress)
     side_kinds: tuple[str, ...] = ()  # of SIDE_KINDS, written before docs
+    inputs: Callable[[Section], list[Path]] = lambda section: []  # local files it reads
 
     def __post_init__(self) -> None:
         unknown = set(self.side_kinds) - set(SIDE_KINDS)
@@ -50,10 +53,10 @@ class Source:
 
 SOURCES: Table[Source] = Table("corpus source")
 SOURCES.add(Source("synthetic", SyntheticSource, generate_documents,
-                       total=lambda s: s.num_docs, side_kinds=("gold", "recall")))
+                   total=lambda s: s.num_docs, side_kinds=("gold", "recall")))
 SOURCES.add(Source("fineweb", FinewebSource, lambda s, seed: fineweb_records(s),
-                       total=lambda s: s.num_docs))
+                   total=lambda s: s.num_docs))
 SOURCES.add(Source("parquet", ParquetSource, lambda s, seed: parquet_records(s),
-                       total=count_rows))
+                   total=count_rows, inputs=lambda s: matched_files(s.paths)))
 SOURCES.add(Source("redocred", RedocredSource, lambda s, seed: redocred_records(s),
-                       side_kinds=("gold",)))
+                   side_kinds=("gold",), inputs=lambda s: [p for p in (s.path, s.rel_info) if p]))

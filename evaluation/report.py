@@ -301,8 +301,13 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
     args = parser.parse_args()
+    from warehouse.run_lock import RunLocked, run_lock
     cfg = load_config_or_exit(args.config)
-    result = build_report(cfg, args.run)
+    try:
+        with run_lock(args.run):
+            result = build_report(cfg, args.run)
+    except (RunLocked, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"report: {args.run / result['outputs'][0]}")
 
 

@@ -365,8 +365,13 @@ def main() -> None:
         return
     if not (args.config and args.run):
         parser.error("give --config and --run (the stage) or --redocred FILE (the measurement)")
+    from warehouse.run_lock import RunLocked, run_lock
     cfg = load_config_or_exit(args.config)
-    print(json.dumps(run_canonicalize(cfg, args.run)))
+    try:
+        with run_lock(args.run):
+            print(json.dumps(run_canonicalize(cfg, args.run)))
+    except RunLocked as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -30,15 +30,12 @@ from prefect import flow
 from configs.schema import RunConfig, dump_config, load_config, load_config_or_exit
 from tasks.stage import (MissingUpstream, StageSpec, cache_key, is_current, plan_stages,
                          read_manifest, select_stages, stage_task, upstream_fingerprints)
+from warehouse.run_lock import RunLocked, run_lock
 from warehouse.shard_io import write_text_atomically
 
 
-def prepare_run_dir(cfg: RunConfig, runs_dir: str | Path) -> Path:
-    """Create runs/<name>/ and write the resolved config that produces this run."""
-    run_dir = Path(runs_dir).resolve() / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(dump_config(cfg), run_dir / "config.yaml")
-    return run_dir
+def run_dir_of(cfg: RunConfig, runs_dir: str | Path) -> Path:
+    return Path(runs_dir).resolve() / cfg.name
 
 
 def _force_set(force: list[str] | None, plan: list[StageSpec]) -> set[str]:
@@ -50,7 +47,14 @@ def pipeline(config: str, runs_dir: str = "runs", stages: list[str] | None = Non
              force: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run the selected stages of the run `config` describes (all by default)."""
     cfg = load_config(config)
-    run_dir = prepare_run_dir(cfg, runs_dir)
+    run_dir = run_dir_of(cfg, runs_dir)
+    with run_lock(run_dir):
+        write_text_atomically(dump_config(cfg), run_dir / "config.yaml")
+        return _run_stages(cfg, run_dir, stages, force)
+
+
+def _run_stages(cfg: RunConfig, run_dir: Path, stages: list[str] | None,
+                force: list[str] | None) -> dict[str, dict[str, Any]]:
     plan = plan_stages(cfg)
     forced = _force_set(force, plan)
     summary: dict[str, dict[str, Any]] = {}
@@ -71,7 +75,7 @@ def pipeline(config: str, runs_dir: str = "runs", stages: list[str] | None = Non
 
 def missing_upstream(cfg: RunConfig, runs_dir: str | Path, stages: list[str] | None) -> str | None:
     """Why the selected stages cannot start (an upstream stage outside them never ran), or None."""
-    run_dir = Path(runs_dir).resolve() / cfg.name
+    run_dir = run_dir_of(cfg, runs_dir)
     plan = plan_stages(cfg)
     selected = {s.name for s in select_stages(plan, stages)}
     by_name = {s.name: s for s in plan}
@@ -87,7 +91,7 @@ def dry_run(cfg: RunConfig, config_path: str, runs_dir: str | Path, stages: list
             force: list[str] | None) -> list[dict[str, str]]:
     """The planned stages, their cache status and the commands they would run; writes nothing."""
     from tasks.train import torchrun_command
-    run_dir = Path(runs_dir).resolve() / cfg.name
+    run_dir = run_dir_of(cfg, runs_dir)
     plan = plan_stages(cfg)
     forced = _force_set(force, plan)
     rows, will_run = [], set()
@@ -148,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
-                           stages=stages, force=force)
+        with run_lock(run_dir_of(cfg, args.runs_dir)):  # refused here, before Prefect starts
+            summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
+                               stages=stages, force=force)
+    except RunLocked as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:  # the stage's log above has the details; end on one clear line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         print(f"error: pipeline failed: {type(err).__name__}: {first}", file=sys.stderr)

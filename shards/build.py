@@ -55,8 +55,9 @@ from shards.recall import gold_recall_spans, real_text_recall_spans
 from shards.spans import tokenize_docs, token_pos
 from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
 from warehouse.db import connect, register_shard_views
-from warehouse.shard_io import (footer_fingerprint, is_current, list_shards, read_shard,
-                                remove_shards_outside, shard_index, shard_path, write_shard)
+from warehouse.shard_io import (UnreadableShard, footer_fingerprint, is_current, list_shards,
+                                read_shard, remove_shards_outside, shard_index, shard_path,
+                                write_shard)
 
 RECALL_COLUMNS = ["doc_id", "char_start", "char_end", "stated_char_end"]
 SHARDS_PER_WORKER = 8
@@ -284,12 +285,17 @@ def main() -> None:
     cfg = load_config_or_exit(args.config)
     if args.workers:
         cfg = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"workers": args.workers})})
-    if args.force:
-        for kind in ("tokens", "memory"):
-            for path in list_shards(args.run, kind):
-                path.unlink()
+    from warehouse.run_lock import RunLocked, run_lock
     started = time.perf_counter()
-    result = run_shards(cfg, args.run)
+    try:
+        with run_lock(args.run):
+            if args.force:
+                for kind in ("tokens", "memory"):
+                    for path in list_shards(args.run, kind):
+                        path.unlink()
+            result = run_shards(cfg, args.run)
+    except (RunLocked, UnreadableShard, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
     seconds = time.perf_counter() - started
     print(f"shards: {result['rows']} in {seconds:.2f} s "
           f"({result['rows'].get('tokens', 0) / seconds:,.0f} tokens/s)")

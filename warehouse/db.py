@@ -43,18 +43,20 @@ def schema_sql() -> str:
     return resources.files("warehouse").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
-def connect(run_dir: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the run's warehouse; a writable open creates it and applies the schema."""
+def connect(run_dir: Path, read_only: bool = False,
+            config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the run's warehouse (`config`: DuckDB settings fixed at open); a writable open
+    creates it and applies the schema."""
     path = db_path(run_dir)
     if read_only and not path.is_file():
         raise FileNotFoundError(f"{path}: no warehouse here (has the ingest stage run?)")
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only, config=config or {})
     except duckdb.IOException as err:
         if "lock" in str(err).lower():
             holder = re.search(r"\(PID (\d+)\)", str(err))
-            by = f"another process (PID {holder.group(1)})" if holder else "another process"
-            raise WarehouseLocked(f"{path} is locked by {by}, a stage writing it; "
+            raise WarehouseLocked(f"{path} is locked by "
+                                  f"{_holder(int(holder.group(1)) if holder else None)}; "
                                   "try again when it finishes") from None
         raise
     except duckdb.ConnectionException as err:
@@ -104,6 +106,20 @@ def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     for table, column in rows:
         out.setdefault(table, []).append(column)
     return out
+
+
+def _holder(pid: int | None) -> str:
+    """Who holds the file: a reader (the SQL CLI) or a stage, by the process's command line."""
+    if pid is None:
+        return "another process"
+    try:
+        command = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                           .replace("\0", " ").split())
+    except OSError:
+        command = ""
+    if "warehouse.sql" in command:
+        return f"a reader (PID {pid}: python -m warehouse.sql)"
+    return f"a stage writing it (PID {pid}{': ' + command[:120] if command else ''})"
 
 
 def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,

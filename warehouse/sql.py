@@ -12,8 +12,15 @@ for a folder with shards but no stored view, so each is listed once. Only one st
 reading kind runs (SELECT, EXPLAIN of a SELECT, a read-only PRAGMA); anything else is refused
 before it reaches the database.
 
-Exit status: 0 answered; 1 the query failed or a stage holds the write lock; 2 bad arguments,
-missing run or warehouse, or a refused statement.
+The warehouse is sealed: the connection reads files only inside the run folder (DuckDB's
+`allowed_directories`, external access otherwise off), installs and loads no extension, and its
+configuration is locked before the query runs, so a SELECT cannot read `/etc/passwd`, fetch from
+the network or write under $HOME. A query stops after `--timeout` seconds (default 60) or at
+Ctrl-C, and releases the database at once.
+
+Exit status: 0 answered; 1 the query failed, timed out, or a stage holds the write lock; 2 bad
+arguments, missing run or warehouse, or a refused statement (a write of any kind, a data-modifying
+CTE included; a read outside the run folder; an extension); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -23,7 +30,9 @@ import io
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,8 +51,22 @@ _PRAGMA_NAME = re.compile(r"\s*pragma\s+(\w+)", re.IGNORECASE)
 ALLOWED = "SELECT, EXPLAIN SELECT, read-only PRAGMA"
 
 
+DEFAULT_TIMEOUT_S = 60.0
+# settings fixed when the connection opens; the rest (allowed_directories, external access off,
+# locked configuration) right after the views are registered
+OPEN_SETTINGS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
 class RefusedStatement(ValueError):
-    """The SQL would write (or is not exactly one statement); it was not run."""
+    """The SQL would write, read outside the run, or is not exactly one statement; not run."""
+
+
+class QueryStopped(RuntimeError):
+    """The query ran past its timeout or was interrupted."""
+
+    def __init__(self, message: str, by_user: bool):
+        super().__init__(message)
+        self.by_user = by_user
 
 
 def check_read_only(sql: str) -> None:
@@ -68,20 +91,59 @@ def check_read_only(sql: str) -> None:
         raise RefusedStatement(f"PRAGMA {name.group(1) if name else ''} may change settings; "
                                f"read-only PRAGMAs are {', '.join(sorted(READ_ONLY_PRAGMAS))}")
     hint = " (use SELECT * FROM fn(...) instead)" if kind == duckdb.StatementType.CALL else ""
-    raise RefusedStatement(f"{kind.name} is not a read-only query and the warehouse is opened "
+    # DuckDB files INSTALL under LOAD: name the statement as written
+    name = statement.query.split()[0].upper() if kind == duckdb.StatementType.LOAD else kind.name
+    raise RefusedStatement(f"{name} is not a read-only query and the warehouse is opened "
                            f"read-only (allowed: {ALLOWED}){hint}")
 
 
-def run_query(run_dir: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Column names and rows of one read-only statement against the run's warehouse."""
+def seal(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
+    """Files only inside the run folder, no extensions, and no setting changed afterwards."""
+    folder = str(Path(run_dir).resolve()).replace("'", "''") + "/"
+    con.execute(f"SET allowed_directories = ['{folder}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def run_query(run_dir: Path, sql: str,
+              timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of one read-only statement against the sealed warehouse."""
     check_read_only(sql)
-    con = connect(run_dir, read_only=True)
+    con = connect(run_dir, read_only=True, config=OPEN_SETTINGS)
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        con.interrupt()
+
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.daemon = True
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     try:
         register_shard_views(con, run_dir, temporary=True)
+        seal(con, run_dir)
+        timer.start()
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description or []]
         return columns, cursor.fetchall()
+    except duckdb.InterruptException:
+        if interrupted.is_set():
+            raise QueryStopped("interrupted", by_user=True) from None
+        raise QueryStopped(f"the query ran longer than {timeout:g} s and was stopped "
+                           "(--timeout SECONDS to allow more)", by_user=False) from None
+    except duckdb.PermissionException as err:
+        raise RefusedStatement(f"the warehouse is sealed to the run folder "
+                               f"({' '.join(str(err).split('LINE')[0].split())})") from None
+    except duckdb.InvalidInputException as err:
+        if "read-only mode" in str(err):  # a write hidden in a SELECT: a data-modifying CTE
+            raise RefusedStatement("the statement writes (a data-modifying CTE?) and the warehouse "
+                                   f"is opened read-only (allowed: {ALLOWED})") from None
+        raise
     finally:
+        timer.cancel()
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
         con.close()
 
 
@@ -146,17 +208,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m warehouse.sql", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
     parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"stop the query after this long (default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("sql", help="one read-only SQL statement")
     args = parser.parse_args(argv)
+    if not 0 < args.timeout < 10**7:
+        parser.error("--timeout must be a positive number of seconds")
 
     if not args.run.is_dir():
         return _fail(f"{args.run}: no such run folder", 2)
     if not db_path(args.run).is_file():
         return _fail(f"{db_path(args.run)}: no warehouse here (has the ingest stage run?)", 2)
     try:
-        columns, rows = run_query(args.run, args.sql)
+        columns, rows = run_query(args.run, args.sql, args.timeout)
     except RefusedStatement as err:
         return _fail(f"refused: {err}", 2)
+    except QueryStopped as err:
+        return _fail(str(err), 130 if err.by_user else 1)
     except WarehouseLocked as err:
         return _fail(str(err), 1)
     except duckdb.Error as err:

@@ -42,7 +42,7 @@ def test_read_only_connect_needs_an_existing_warehouse(tmp_path):
 def test_write_lock_held_by_another_process(tmp_path, write_lock_holder, read_only):
     connect(tmp_path).close()
     with write_lock_holder(db_path(tmp_path)) as pid:
-        with pytest.raises(WarehouseLocked, match=f"locked by another process \\(PID {pid}\\)"):
+        with pytest.raises(WarehouseLocked, match=f"locked by a stage writing it \\(PID {pid}: "):
             connect(tmp_path, read_only=read_only)
     connect(tmp_path, read_only=read_only).close()  # free again once the holder exits
 

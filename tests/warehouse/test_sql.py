@@ -1,4 +1,5 @@
-"""python -m warehouse.sql against real DuckDB files: formats, refusals, locks and errors."""
+"""python -m warehouse.sql against real DuckDB files: formats, refusals, the sealed warehouse
+(nothing outside the run folder, no extensions, timeouts and Ctrl-C), locks and errors."""
 import csv
 import io
 import json
@@ -131,12 +132,77 @@ def test_stored_shard_views_are_listed_once_and_follow_a_moved_run_folder(tmp_pa
     "SELECT 1; DELETE FROM documents",
     "SELECT 1; SELECT 2",
     "  ",
+    # writes hidden in a SELECT, and reads outside the run folder: refused by the sealed connection
+    "WITH d AS (DELETE FROM documents RETURNING *) SELECT * FROM d",
+    "WITH d AS (INSERT INTO documents VALUES ('d9', 0, 't', 's', NULL, 1, 'x') RETURNING *) "
+    "SELECT * FROM d",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_csv('/etc/hostname')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_parquet('https://example.com/x.parquet')",
+    "SELECT * FROM read_blob('../../../../etc/passwd')",
 ])
 def test_writing_statements_are_refused_before_running(run_dir, capsys, sql):
     status, out, err = _cli(capsys, run_dir, sql)
     assert status == 2 and out == ""
     assert err.startswith("warehouse.sql: refused: ") and err.count("\n") == 1
     assert _count(run_dir) == 3
+
+
+def test_install_is_named_as_such(run_dir, capsys):
+    status, _, err = _cli(capsys, run_dir, "INSTALL httpfs")
+    assert status == 2 and err.startswith("warehouse.sql: refused: INSTALL is not a read-only")
+
+
+def test_no_extension_is_installed_or_loaded(run_dir, capsys, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    # a JSON-over-HTTP read would auto-install httpfs into $HOME/.duckdb; sealed, it is refused
+    status, _, err = _cli(capsys, run_dir, "SELECT * FROM 'https://example.com/x.json'")
+    assert status == 2 and "sealed to the run folder" in err
+    assert not (home / ".duckdb").exists()
+
+
+def test_shard_views_still_read_inside_the_sealed_run_folder(run_dir, capsys):
+    status, out, _ = _cli(capsys, run_dir, "SELECT count(*) AS n FROM docs_shards", "--format", "csv")
+    assert status == 0 and out == "n\n2\n"
+
+
+def test_a_long_query_stops_at_the_timeout_and_releases_the_database(run_dir, capsys):
+    status, out, err = _cli(capsys, run_dir, "SELECT count(*) FROM range(100000000000)",
+                            "--timeout", "1")
+    assert status == 1 and out == ""
+    assert err == "warehouse.sql: the query ran longer than 1 s and was stopped (--timeout SECONDS " \
+                  "to allow more)\n"
+    connect(run_dir).close()  # nobody holds it any more
+
+
+def test_ctrl_c_interrupts_the_query(run_dir):
+    import signal
+    import time
+    cli = subprocess.Popen([sys.executable, "-m", "warehouse.sql", "--run", str(run_dir),
+                            "SELECT count(*) FROM range(100000000000)"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # imports, then the query runs
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 130 and out == "" and err == "warehouse.sql: interrupted\n"
+
+
+def test_a_stage_that_wants_to_write_is_told_a_reader_holds_the_file(run_dir):
+    import time
+    from warehouse.db import WarehouseLocked
+    cli = subprocess.Popen([sys.executable, "-m", "warehouse.sql", "--run", str(run_dir),
+                            "--timeout", "20", "SELECT count(*) FROM range(100000000000)"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        with pytest.raises(WarehouseLocked, match=rf"locked by a reader \(PID {cli.pid}: "
+                                                  r"python -m warehouse.sql\)"):
+            connect(run_dir)
+    finally:
+        cli.kill()
+        cli.wait()
 
 
 def test_copy_to_is_refused_although_read_only_mode_would_allow_it(run_dir, capsys):
@@ -185,7 +251,7 @@ def test_write_lock_held_by_another_process_is_one_line(run_dir, write_lock_hold
         locked = _run_cli(run_dir, "SELECT count(*) FROM documents")
     assert locked.returncode == 1 and locked.stdout == ""
     assert locked.stderr.count("\n") == 1 and "Traceback" not in locked.stderr
-    assert f"locked by another process (PID {pid})" in locked.stderr
+    assert f"locked by a stage writing it (PID {pid}: " in locked.stderr
 
     free = _run_cli(run_dir, "SELECT count(*) AS n FROM documents")
     assert free.returncode == 0 and free.stdout.splitlines()[2].strip() == "3"
