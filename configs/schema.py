@@ -432,7 +432,8 @@ def stage_main(doc: str, work: Callable[[RunConfig, Path], dict[str, Any]],
                errors: tuple[type[Exception], ...], argv: list[str] | None = None) -> None:
     """`python -m <stage module> --config C --run R`: one stage's plain function, without Prefect.
 
-    Bad input the stage reports as one of `errors` ends as one line and exit status 1.
+    Bad input the stage reports as one of `errors`, a run folder in use, an unreadable input
+    shard or a full disk ends as one line and exit status 1.
     """
     import argparse
     import logging
@@ -441,11 +442,17 @@ def stage_main(doc: str, work: Callable[[RunConfig, Path], dict[str, Any]],
     parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import duckdb
     from warehouse.run_lock import RunLocked, run_lock
+    from warehouse.shard_io import NoSpaceLeft, UnreadableShard
     cfg = load_config_or_exit(args.config)
     try:
         with run_lock(args.run):
             result = work(cfg, args.run)
-    except (*errors, RunLocked) as err:
+    except (*errors, RunLocked, NoSpaceLeft, UnreadableShard) as err:
         raise SystemExit(f"error: {err}") from None
+    except duckdb.IOException as err:  # the warehouse file's own writes
+        if "No space left" not in str(err):
+            raise
+        raise SystemExit(f"error: no space left on {args.run} (writing warehouse.duckdb)") from None
     print(result.get("rows", {}), result.get("counters", {}))

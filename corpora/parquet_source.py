@@ -53,29 +53,58 @@ def matched_files(patterns: list[str]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _open(path: Path, columns: list[str]) -> pq.ParquetFile:
+TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+              pa.types.is_large_binary)
+SCALAR_ID_TYPES = (*TEXT_TYPES, pa.types.is_integer)
+
+
+def _open(path: Path, cfg: ParquetSource) -> pq.ParquetFile:
+    """The file, with its configured columns present and of a usable type (one line if not)."""
     try:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as err:
         raise CorpusError(f"{path}: not a readable parquet file ({err})") from None
-    missing = [c for c in columns if c not in pf.schema_arrow.names]
-    if missing:
-        raise CorpusError(f"{path}: no column {missing[0]!r} (columns: {pf.schema_arrow.names}); "
-                          "set ingest.parquet.text_column / id_column / url_column")
+    schema = pf.schema_arrow
+    for field, column, types, what in (("text_column", cfg.text_column, TEXT_TYPES, "text"),
+                                       ("id_column", cfg.id_column, SCALAR_ID_TYPES, "text or integer"),
+                                       ("url_column", cfg.url_column, TEXT_TYPES, "text")):
+        if column is None:
+            continue
+        if column not in schema.names:
+            raise CorpusError(f"{path}: no column {column!r} (columns: {schema.names}); "
+                              f"set ingest.parquet.{field}")
+        kind = schema.field(column).type
+        if not any(is_type(kind) for is_type in types):
+            raise CorpusError(f"{path}: column {column!r} is {kind}, not {what} "
+                              f"(ingest.parquet.{field})")
     return pf
 
 
 def count_rows(cfg: ParquetSource) -> int:
     """Rows in all matched files, from the footers (for progress totals)."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in matched_files(cfg.paths))
+    total = 0
+    for f in matched_files(cfg.paths):
+        try:
+            total += pq.ParquetFile(f).metadata.num_rows
+        except (OSError, pa.ArrowException) as err:
+            raise CorpusError(f"{f}: not a readable parquet file ({err})") from None
+    return total
 
 
 def parquet_records(cfg: ParquetSource) -> Iterator[Document]:
-    columns = [c for c in (cfg.text_column, cfg.id_column, cfg.url_column) if c]
+    columns = list(dict.fromkeys(c for c in (cfg.text_column, cfg.id_column, cfg.url_column) if c))
     for path in matched_files(cfg.paths):
-        pf = _open(path, columns)
+        pf = _open(path, cfg)
         row = 0
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=list(dict.fromkeys(columns))):
+        batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (OSError, pa.ArrowException) as err:  # a file cut off or damaged past its footer
+                raise CorpusError(f"{path}: unreadable at row {row} "
+                                  f"({str(err).splitlines()[0]})") from None
             texts = batch.column(cfg.text_column)
             if pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type):
                 texts = texts.cast(pa.large_binary())  # no copy; decoding is ingest's job
@@ -85,5 +114,5 @@ def parquet_records(cfg: ParquetSource) -> Iterator[Document]:
                 doc_id = (str(ids[i]) if ids and ids[i] is not None
                           else hashed_doc_id("pq", path.name, row))
                 yield Document(doc_id=doc_id, text=text if text is not None else "",
-                             source="parquet", url=urls[i] if urls else None)
+                               source="parquet", url=urls[i] if urls else None)
                 row += 1

@@ -28,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from prefect import flow
 
 from configs.schema import RunConfig, dump_config, load_config, load_config_or_exit
+from flows.process_group import reaped_children
 from tasks.stage import (MissingUpstream, StageSpec, cache_key, is_current, plan_stages,
                          read_manifest, select_stages, stage_task, upstream_fingerprints)
 from warehouse.run_lock import RunLocked, run_lock
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        with run_lock(run_dir_of(cfg, args.runs_dir)):  # refused here, before Prefect starts
+        with run_lock(run_dir_of(cfg, args.runs_dir)), reaped_children():
+            # refused here, before Prefect starts; nothing started outlives this command
             summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
                                stages=stages, force=force)
     except RunLocked as err:
@@ -172,4 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Exit now: Prefect's exit handlers would log after the last line; the reaper
+    # (flows/process_group.py) ends its temporary API server once this process is gone.
+    os._exit(status)

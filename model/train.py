@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import random
 import sys
 import time
 from contextlib import nullcontext
@@ -30,6 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -172,7 +174,11 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
     loader = WindowLoader(docs, spec, cfg.train.device_batch_size, cfg.train.seed, rank, world_size)
     accum = grad_accum_steps(cfg, world_size)
 
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    # identical initial weights on every rank; python's and numpy's generators seeded too, so a
+    # checkpoint's RNG file is the same bytes in every run of these settings
+    torch.manual_seed(cfg.train.seed)
+    random.seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed % 2**32)
     model = GPT(model_cfg).to(device)
     optimizers = build_optimizers(model, cfg.train)
     folder = run_dir / "checkpoints" / variant

@@ -53,7 +53,7 @@ def prepare_checkpoints(run_dir: Path, variant: str, key: str) -> bool:
     return False
 
 
-def run_streaming(cmd: list[str], on_line: Callable[[str], None], tail: int = 30) -> None:
+def run_streaming(cmd: list[str], on_line: Callable[[str], None], tail: int = 60) -> None:
     """Run `cmd`, passing each output line to `on_line`; on failure raise with the reason the
     command printed (its last "error: ..." line) first, then its last lines."""
     last: deque[str] = deque(maxlen=tail)
@@ -67,9 +67,9 @@ def run_streaming(cmd: list[str], on_line: Callable[[str], None], tail: int = 30
     if proc.returncode != 0:
         reason = next((line.removeprefix("error: ") for line in reversed(last)
                        if line.startswith("error: ")), None)
-        first = f"training failed: {reason}" if reason else \
-            f"training exited with status {proc.returncode}"
-        raise RuntimeError(f"{first} (exit status {proc.returncode}); last lines:\n" + "\n".join(last))
+        first = (f"training failed: {reason} (exit status {proc.returncode})" if reason
+                 else f"training exited with status {proc.returncode}")
+        raise RuntimeError(f"{first}; last lines:\n" + "\n".join(last))
 
 
 def _stage_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -10,13 +10,11 @@ its own shards; a plain `duckdb.connect` (no variable) reads the folder the view
 """
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 

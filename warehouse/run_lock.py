@@ -91,7 +91,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             log.warning("taking over the lock of %s left by %s, which is not running",
                         run_dir, _describe(previous))
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "command": " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])[:200],
+                  "command": " ".join(["python", *sys.orig_argv[1:]])[:200],
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)

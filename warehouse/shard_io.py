@@ -9,9 +9,11 @@ a resumed stage continues from the first missing or stale shard and never keeps 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +27,26 @@ _SHARD_RE = re.compile(r"shard_(\d{5})\.parquet")
 
 class UnreadableShard(ValueError):
     """A shard that exists but cannot be read (cut off, not parquet); the message names it."""
+
+
+class NoSpaceLeft(RuntimeError):
+    """A write ran out of disk space; the message names the folder. The target is untouched."""
+
+
+LOW_SPACE_BYTES = 16 * 2**20  # a write error with this little space left is a full disk
+
+
+def out_of_space(err: BaseException, folder: Path) -> bool:
+    """Whether a write error means the disk is full (pyarrow reports it as an iostream error)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    if "No space left" in text:
+        return True
+    try:
+        return "iostream" in text and shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
 
 
 def shard_path(run_dir: Path, kind: str, index: int) -> Path:
@@ -50,7 +72,8 @@ def shard_index(path: Path) -> int:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`."""
+    """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`.
+    A full disk becomes NoSpaceLeft naming the folder; the target is never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -59,6 +82,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, pa.ArrowException) as err:
+        if out_of_space(err, path.parent):
+            raise NoSpaceLeft(f"no space left on {path.parent} (writing {path.name})") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -47,6 +47,18 @@ def test_shipped_configs_validate(name, monkeypatch, tmp_path):
      "f.yaml: model.n_head: head_dim = n_embd / n_head = 3 must be even"),
     ({"name": "x", "model": {"memory_slots": 0}},
      "f.yaml: model.memory_slots: variant 'triplet' needs memory slots (> 0)"),
+    # every float finite, every size bounded; what passes the bounds must fit the machine's memory
+    ({"name": "x", "train": {"matrix_lr": float("inf")}}, "f.yaml: train.matrix_lr: Input should be a finite number"),
+    ({"name": "x", "train": {"warmdown_frac": float("nan")}}, "f.yaml: train.warmdown_frac: Input should be a finite number"),
+    ({"name": "x", "tokenizer": {"vocab_size": 10**12}},
+     "f.yaml: tokenizer.vocab_size: Input should be less than or equal to 1048576"),
+    ({"name": "x", "model": {"n_embd": 10**9}}, "f.yaml: model.n_embd: Input should be less than or equal to 32768"),
+    ({"name": "x", "model": {"sequence_len": 10**9}},
+     "f.yaml: model.sequence_len: Input should be less than or equal to 1048576"),
+    ({"name": "x", "model": {"sequence_len": 2**20}},
+     "f.yaml: model: training 'window' needs about "),
+    ({"name": "x", "model": {"depth": 64, "n_embd": 16384, "n_head": 128}},
+     "f.yaml: model: training 'window' needs about "),
     ({"name": "x", "model": {"sequence_len": 64}, "train": {"device_batch_size": 16, "total_batch_size": 1000}},
      "f.yaml: train.total_batch_size: 1000 must be a multiple of device_batch_size x "
      "model.sequence_len x nproc_per_node (1024)"),

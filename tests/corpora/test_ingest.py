@@ -1,6 +1,8 @@
 """The ingest stage on real files: shards, the documents table, drops, resume after a kill."""
 import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from configs.schema import parse_config
 from corpora.common import CorpusError
@@ -236,3 +239,75 @@ def test_sigkill_during_ingest_then_rerun_gives_the_uninterrupted_result(tmp_pat
     for kind in ("gold", "recall"):
         assert [pq.read_table(p).to_pylist() for p in list_shards(killed, kind)] == \
             [pq.read_table(p).to_pylist() for p in list_shards(clean, kind)]
+
+
+# ---------------------------------------------------------------- bad sources, full disks, provenance
+
+def _parquet_cfg(path, **parquet):
+    return parse_config({"name": "t", **NO_ORACLE, "ingest": {
+        "source": "parquet", "parquet": {"paths": [str(path)], **parquet}}})
+
+
+@pytest.mark.parametrize("column, kind", [
+    (pa.array([1, 2, 3], pa.int64()), "int64"),
+    (pa.array([["a"], ["b"], []], pa.list_(pa.string())), "list<element: string>"),
+])
+def test_a_text_column_that_is_not_text_names_file_and_column(tmp_path, column, kind):
+    data = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"text": column}), data)
+    with pytest.raises(CorpusError) as err:
+        run_ingest(_parquet_cfg(data), tmp_path / "run")
+    assert str(err.value) == (f"{data}: column 'text' is {kind}, not text "
+                              "(ingest.parquet.text_column)")
+    assert not (tmp_path / "run" / "docs").exists()
+
+
+def test_garbage_and_cut_off_corpus_files_name_the_file(tmp_path):
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 this is not a parquet file at all " * 20)
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(garbage))}: not a readable parquet file"):
+        run_ingest(_parquet_cfg(garbage), tmp_path / "run")
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"text": [f"document number {i} " * 50 for i in range(3000)]}), whole,
+                   row_group_size=500)
+    cut = tmp_path / "cut.parquet"
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 3] + data[-(len(data) // 10):])  # footer kept, pages lost
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(cut))}: "):
+        run_ingest(_parquet_cfg(cut), tmp_path / "run2")
+    assert not list((tmp_path / "run2").glob("docs/shard_*.parquet"))
+
+
+def test_overwriting_a_corpus_at_the_same_path_changes_ingests_key(tmp_path, monkeypatch):
+    from tasks.stage import cache_key, plan_stages
+    data = _write_parquet(tmp_path / "corpus.parquet", text=["one document", "another one"])
+    monkeypatch.chdir(tmp_path)
+    cfg = _parquet_cfg("corpus.parquet")
+    assert cfg.ingest.section("parquet").paths == [str(data)]  # resolved: absolute
+    ingest = plan_stages(cfg)[0]
+    before = cache_key(cfg, ingest, {})
+    assert cache_key(_parquet_cfg("corpus.parquet"), ingest, {}) == before
+    _write_parquet(data, text=["one document", "another one, edited"])
+    assert cache_key(_parquet_cfg("corpus.parquet"), ingest, {}) != before
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_nothing_is_half_written(tmp_path):
+    """A 256 KiB tmpfs (its own mount namespace, so nothing outside the test sees it)."""
+    if shutil.which("unshare") is None:
+        pytest.fail("the full-disk test needs util-linux's unshare")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "full", "ingest": {"docs_per_shard": 50, "synthetic": {
+            "num_docs": 400, "min_distance": 20, "max_distance": 40}}}))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=256k tmpfs {disk} && cd {Path(__file__).resolve().parents[2]}"
+              f" && {sys.executable} -m corpora.ingest --config {config} --run {disk}/run; "
+              f"echo rc=$?; ls -a {disk}/run/docs")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    err = proc.stderr.strip().splitlines()
+    assert "rc=1" in proc.stdout, proc.stdout + proc.stderr
+    assert err[-1].startswith(f"error: no space left on {disk}/run/"), err[-3:]
+    listed = proc.stdout.split()
+    assert not [n for n in listed if ".tmp-" in n], listed  # no temporary file left behind

@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,19 @@ def test_bad_input_exits_with_one_line(toy_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", str(bad), "--variant", "window"])
     assert exit_info.value.code == 2 and "train.stepz: unknown key" in capsys.readouterr().err
+
+
+def test_a_non_finite_loss_stops_training_with_one_line(toy_run, capsys):
+    # finite but absurd learning rates: the weights overflow, the loss is NaN within a few steps
+    config, runs = toy_run(num_docs=20, steps=20, matrix_lr=1e30, embedding_lr=1e30,
+                           warmup_steps=0)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--runs-dir", str(runs), "--variant", "triplet"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"error: variant triplet: the loss is (nan|inf) at step \d+; lower "
+                        r"train.matrix_lr / train.embedding_lr or check the shards", err), err
+    assert not list((runs / "toy" / "checkpoints" / "triplet").glob("step_*"))
 
 
 def test_total_batch_size_sets_gradient_accumulation():

@@ -1,5 +1,4 @@
 """warehouse.db against real DuckDB files: schema, read-only opens, the write lock, shard views."""
-from datetime import datetime, timezone
 
 import duckdb
 import pyarrow as pa
