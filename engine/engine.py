@@ -205,15 +205,16 @@ class Engine:
     # ------------------------------------------------------------ writing
 
     def generate(self, max_new_tokens: int, sample: Sampler) -> Iterator[Generated]:
-        """Sample up to `max_new_tokens` tokens, each appended before the next is drawn; late
-        memory joins before each one."""
+        """Sample up to `max_new_tokens` tokens; each is in the document by the time it is handed
+        out (a caller that stops early keeps all it saw). Late memory joins before each one."""
         if self.last_logits is None:
             raise ValueError("start a document first (Engine.start)")
         for _ in range(max_new_tokens):
             self.update_memory()
             token = sample(self.last_logits)
-            yield Generated(token, self.slots, self.last_weights)
+            step = Generated(token, self.slots, self.last_weights)
             self.feed([token])
+            yield step
 
 
 def make_sampler(temperature: float, top_k: int | None, seed: int) -> Sampler:

@@ -36,7 +36,7 @@ from model.memory import Memory
 class WindowCache:
     """Per layer: keys and values of [memory slots | cached tokens], and the short-conv inputs."""
 
-    def __init__(self, model: GPT, memory: Memory | None, capacity: int, batch_size: int = 1):
+    def __init__(self, model: GPT, memory: Memory | None, capacity: int):
         cfg = model.config
         self.model = model
         self.with_memory = model.triplet_encoder is not None  # token q/k are placed beside memory
@@ -45,6 +45,7 @@ class WindowCache:
         if memory is not None and not bool(memory.mask.all()):
             raise ValueError("pass only the valid memory slots (every mask entry True)")
         device = model.inv_freq.device
+        batch_size = 1 if memory is None else memory.mask.shape[0]
         self.scale = cfg.head_dim ** -0.5
         self.num_memory = 0 if memory is None else memory.slots
         self.length = 0
@@ -88,7 +89,8 @@ class WindowCache:
         cos, sin = self.cos[n:n + t], self.sin[n:n + t]
         # token i (at position n + i) sees every memory slot and the tokens at positions <= n + i
         key_pos = torch.arange(end, device=idx.device)
-        mask = (key_pos[None, :] < M) | (key_pos[None, :] - M <= n + torch.arange(t, device=idx.device)[:, None])
+        query_pos = n + torch.arange(t, device=idx.device)[:, None]
+        mask = (key_pos[None, :] < M) | (key_pos[None, :] - M <= query_pos)
         weights = torch.zeros(B, t, M, device=idx.device) if explain else None
         x = model.wte(idx)
         for layer, block in enumerate(model.blocks):
@@ -106,7 +108,8 @@ class WindowCache:
             self.keys[layer][:, :, M + n:end], self.values[layer][:, :, M + n:end] = k, v
             keys, values = self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
             if explain:
-                probs = (q @ keys.transpose(-1, -2) * self.scale).masked_fill(~mask, float("-inf")).softmax(-1)
+                scores = q @ keys.transpose(-1, -2) * self.scale
+                probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
                 y = probs @ values
                 weights += probs[..., :M].mean(dim=1) / len(model.blocks)
             else:

@@ -7,8 +7,9 @@
 `state_after(tokens)` is what the extraction sidecar runs on the evicted tokens of a document
 (`<|bos|>` first), and it retraces the offline path step by step:
 - extract: the backend reads the evicted text as one document (as the extract stage reads a
-  whole document); only triplets of finished sentences count (the last sentence of the evicted
-  text, unless it ends in . ! or ?, may continue in the window, and its clause's end is unknown);
+  whole document), up to its last finished sentence: the rest continues in the window, its
+  clause's end is unknown, and a fragment would sway the parse of the sentence before it
+  ("... born in Pivond. Tousoura Lais" gave the object "Pivond Tousoura Lais");
 - canonicalize: `extraction.canonicalize.canonicalize_rows` (entity keys, the within-document
   alias merge per document and extractor, relation keys, the run's embedding merge if it has one);
 - ids: a name the run's warehouse knows gets the warehouse's id (corpus-wide ids, so even the
@@ -29,6 +30,7 @@ replaces an earlier one's, identical facts are kept once, and negations keep the
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +51,7 @@ from warehouse.db import connect, db_path
 from warehouse.shard_io import list_shards, write_parquet_atomically
 
 LIVE_DOC = "live"  # doc_id of the session's own text
-SENTENCE_ENDS = (".", "!", "?", '."', '!"', '?"')
+SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")  # . ! or ? (and closing quotes) before a space
 RELATIONS_QUERY = f"""
     WITH {RELATION_SPELLING}
     SELECT r.name, r.relation_id, r.functional, s.spelling
@@ -139,10 +141,11 @@ class LiveMemory:
 
     def stated_triplets(self, text: str) -> list[Triplet]:
         """The backend's triplets of the finished sentences of `text`, in statement order."""
-        triplets, _ = self.backend.extract([Document(LIVE_DOC, text)])
-        end = len(text.rstrip())
-        finished = text[:end].endswith(SENTENCE_ENDS)
-        return sorted((t for t in triplets if t.char_end < end or finished), key=lambda t: t.char_end)
+        finished = finished_text(text)
+        if not finished.strip():
+            return []
+        triplets, _ = self.backend.extract([Document(LIVE_DOC, finished)])
+        return sorted(triplets, key=lambda t: t.char_end)
 
     def state(self, live: list[Triplet], doc: TokenizedDoc | None) -> MemoryState:
         """Rows of the loaded triplets (stated at token 0) and of `live` ones stated in `doc`."""
@@ -155,19 +158,26 @@ class LiveMemory:
         relation_names = {i: name for name, i in c.relations.items()}
         entity_ids = self.vocab.entity_ids(entity_names.values())
         relations = [self.vocab.relation(relation_names[i]) for i in c.relation_ids]
-        spelt = [rel.spelling or t.relation for t, rel in zip(triplets, relations)]
-        surfaces = encode_surfaces(self.tok, [s for t, r in zip(triplets, spelt) for s in (t.subject, r, t.object)])
+        spelt = [relation.spelling or t.relation for t, relation in zip(triplets, relations)]
+        surfaces = encode_surfaces(self.tok, [s for t, relation in zip(triplets, spelt)
+                                              for s in (t.subject, relation, t.object)])
         rows = []
-        for i, (t, rel, relation) in enumerate(zip(triplets, relations, spelt)):
-            r = {"doc_id": t.doc_id, "subject": t.subject, "relation": relation, "object": t.object,
-                 "negated": t.negated, "source": t.extractor, "functional": rel.functional,
+        for i, t in enumerate(triplets):
+            r = {"doc_id": t.doc_id, "subject": t.subject, "relation": spelt[i], "object": t.object,
+                 "negated": t.negated, "source": t.extractor, "functional": relations[i].functional,
                  "subject_id": entity_ids[entity_names[c.subject_ids[i]]],
-                 "relation_id": rel.relation_id,
+                 "relation_id": relations[i].relation_id,
                  "object_id": entity_ids[entity_names[c.object_ids[i]]]}
             pos = token_pos(doc, t.char_end) if i >= len(self.loaded) else 0
             rows.append((memory_row(memory_shard_row(r, pos, surfaces)), t))
         rows.sort(key=lambda pair: pair[0].token_pos)  # stable: statement order within a position
         return MemoryState([r for r, _ in rows], [t for _, t in rows])
+
+
+def finished_text(text: str) -> str:
+    """`text` up to the end of its last finished sentence ("" when none has finished)."""
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    return text[:ends[-1]] if ends else ""
 
 
 # ---------------------------------------------------------------- saved memories

@@ -11,8 +11,9 @@ memory file that is not a parquet of triplets. The sidecar runs only for a varia
 is built from memory rows (`Variant.reads_memory_rows`); the others need no extraction.
 
 `chat` keeps one document for the whole conversation: each turn's text is appended (a space
-first, as sentences join in the corpus), the model continues it until a newline or
-`max_new_tokens`, and memory is brought up to date between turns (waiting up to the budget), so
+first, as sentences join in the corpus), the model continues it to the end of a sentence or line
+(at most `max_new_tokens`), and memory is brought up to date between turns (waiting up to the
+budget), so
 the conversation runs past the window with the evicted turns in memory. The models of this
 project continue text; they were never taught to answer.
 """
@@ -34,6 +35,9 @@ from model.evaluate import find_checkpoint, load_model
 from model.memory import Slot
 from model.tokenizer import TextTokenizer, load_run_tokenizer
 from model.variants import variant_of
+
+
+REPLY_ENDS = (".", "!", "?", "\n")  # a chat reply ends with its first sentence or line
 
 
 class SessionError(ValueError):
@@ -74,8 +78,7 @@ def open_session(run_dir: Path, variant: str, *, step: int | None = None, extrac
         raise SessionError(f"{run_dir}: variant {variant!r} is not trained here (trained: {', '.join(trained)})")
     if memory_from and not entry.reads_memory_rows:
         raise SessionError(f"variant {variant!r} has no triplet memory: --memory-from needs one that has")
-    spec = BACKENDS.lookup(extractor)
-    if spec.needs_gold:
+    if BACKENDS.lookup(extractor).needs_gold:
         raise SessionError(f"extractor {extractor!r} hands back gold triplets, which live text does not "
                            "have: use spacy or vllm")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,8 +133,9 @@ def explain_line(tok: TextTokenizer, step: Generated, top: int) -> str:
 
 
 def _stream(session: Session, max_new_tokens: int, sample: Sampler, out: TextIO,
-            stop: str | None = None) -> list[Generated]:
-    """Generate, writing text as soon as it decodes to whole characters; stops after `stop`."""
+            stop: tuple[str, ...] = ()) -> list[Generated]:
+    """Generate, writing text as soon as it decodes to whole characters; stops after a token
+    that holds one of `stop`."""
     steps: list[Generated] = []
     written = ""
     for step in session.engine.generate(max_new_tokens, sample):
@@ -141,7 +145,7 @@ def _stream(session: Session, max_new_tokens: int, sample: Sampler, out: TextIO,
             out.write(text[len(written):])
             out.flush()
             written = text
-        if stop is not None and stop in session.tok.decode([step.token]):
+        if any(end in session.tok.decode([step.token]) for end in stop):
             break
     return steps
 
@@ -182,7 +186,7 @@ def chat(session: Session, turns: Iterable[str], max_new_tokens: int, sample: Sa
         engine.feed(tok.encode(text if not document or document[-1].isspace() else " " + text))
         engine.update_memory(engine.budget)
         out.write("> ")
-        steps = _stream(session, max_new_tokens, sample, out, stop="\n")
+        steps = _stream(session, max_new_tokens, sample, out, stop=REPLY_ENDS)
         if not steps or "\n" not in tok.decode([steps[-1].token]):
             out.write("\n")
         _report(session, steps, out, show_memory, engine.explain, explain_top)

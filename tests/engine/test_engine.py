@@ -101,15 +101,19 @@ def test_greedy_generation_equals_the_uncached_argmax_step_by_step(trained, vari
     prompt = doc.tokens[:7].tolist()
     engine.start(prompt, MemoryState(doc.memory))
     generated = list(prompt)
-    for step in engine.generate(40, make_sampler(0, None, 0)):  # 47 tokens: three windows of 16
+
+    def fresh(tokens):
         # a fresh forward over the window that holds the last token (a dummy target after it)
-        now = replace(doc, tokens=np.asarray(generated + [0]))
-        start = (len(generated) - 1) // spec.window_len * spec.window_len
-        expected = uncached(model, spec, now, start)[-1]
-        torch.testing.assert_close(engine.last_logits, expected, atol=ATOL, rtol=1e-5)
+        start = (len(tokens) - 1) // spec.window_len * spec.window_len
+        return uncached(model, spec, replace(doc, tokens=np.asarray(tokens + [0])), start)[-1]
+    expected = fresh(generated)
+    for step in engine.generate(40, make_sampler(0, None, 0)):  # 47 tokens: three windows of 16
         assert step.token == int(expected.argmax())
         generated.append(step.token)
-    assert engine.tokens == generated[:len(engine.tokens)] and len(engine.tokens) == 47
+        assert engine.tokens == generated  # in the document as soon as it is handed out
+        expected = fresh(generated)
+        torch.testing.assert_close(engine.last_logits, expected, atol=ATOL, rtol=1e-5)
+    assert len(engine.tokens) == 47
 
 
 def test_sampling_is_reproducible_by_seed_and_top_k_limits_it(trained):
