@@ -166,6 +166,7 @@ def generate(session: Session, prompt: str, max_new_tokens: int, sample: Sampler
     if not prompt.strip():
         raise SessionError("the prompt is empty")
     session.engine.start([session.tok.bos_id, *session.tok.encode(prompt)])
+    session.engine.update_memory(session.engine.budget)  # the prompt is a turn, as in chat
     steps = _stream(session, max_new_tokens, sample, out)
     out.write("\n")
     _report(session, steps, out, show_memory, session.engine.explain, explain_top)
