@@ -15,7 +15,8 @@ engine waits for each extraction (`budget` None); with a budget, `extraction_lat
 windows that started before their memory was ready.
 
 Figures carry their n: recall spans for recall_acc (with a 95% Wilson interval), target tokens
-for bpb.
+for bpb. On a GPU, offline evaluation runs under bf16 autocast and the engine in fp32, so the two
+can differ in the last digits there even with equal memory (measured on CPU only so far).
 """
 from __future__ import annotations
 

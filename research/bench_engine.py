@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from configs.schema import load_config
 from engine.engine import Engine, make_sampler
 from engine.kv_cache import WindowCache
 from engine.live_memory import MemoryState
@@ -62,13 +63,14 @@ def generate_uncached(engine: Engine, prompt: list[int], tokens: int, doc, tempe
 
 def memory_update_seconds(engine: Engine, doc, changes: int) -> tuple[float, float, float]:
     """(rebuild, memory keys/values alone, one decode step) seconds, medians: decode steps fill
-    the second window, then its memory loses / regains its newest slot at every change."""
+    the first window that has memory, then it loses / regains its newest slot at every change."""
     T = engine.spec.window_len
-    newest = [r for r in doc.memory if r.token_pos <= T][-1]
+    start = next(s for s in range(T, len(doc.tokens) - T, T) if doc.memory[0].token_pos <= s)
+    newest = [r for r in doc.memory if r.token_pos <= start][-1]
     full, fewer = MemoryState(doc.memory), MemoryState([r for r in doc.memory if r is not newest])
-    engine.start(doc.tokens[:T + 1].tolist(), full)  # the second window, one token in it
+    engine.start(doc.tokens[:start + 1].tolist(), full)  # the first window with memory, 1 token
     steps = []
-    for token in doc.tokens[T + 1:2 * T].tolist():
+    for token in doc.tokens[start + 1:start + T].tolist():
         started = time.perf_counter()
         engine.feed([token])
         steps.append(time.perf_counter() - started)
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     session = open_session(args.run, args.variant, budget=args.budget)
     live = session.engine
     fixed = Engine(live.model, live.spec)
-    doc = next(d for d in val_documents(args.run, args.variant, "as_trained", "oracle")
+    trained_source = load_config(args.run / "config.yaml").train.memory_source
+    doc = next(d for d in val_documents(args.run, args.variant, "as_trained", trained_source)
                if len(d.tokens) > 3 * live.spec.window_len)
     prompt = doc.tokens[:live.spec.window_len].tolist()
     times: dict[str, list[float]] = {"no sidecar": [], "sidecar": [], "uncached": []}
