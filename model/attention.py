@@ -88,18 +88,31 @@ def place_rotary(q: Tensor, k: Tensor, plan: "AttentionPlan") -> tuple[Tensor, T
     M = plan.num_memory
     if M == 0:
         return rotate(q, plan.cos, plan.sin), rotate(k, plan.cos, plan.sin)
-    q_mem, q_tok, k_mem, k_tok = q[:, :M], q[:, M:], k[:, :M], k[:, M:]
-    if plan.memory_rope == "fixed":
-        mem_cos, mem_sin = plan.memory_cos.expand(M, -1), plan.memory_sin.expand(M, -1)
-        q = torch.cat([rotate(q_mem, mem_cos, mem_sin), rotate(q_tok, plan.cos, plan.sin)], dim=1)
-        k = torch.cat([rotate(k_mem, mem_cos, mem_sin), rotate(k_tok, plan.cos, plan.sin)], dim=1)
-        return q, k
-    q = torch.cat([torch.cat([q_mem, torch.zeros_like(q_mem)], dim=-1),
-                   torch.cat([q_tok, rotate(q_tok, plan.cos, plan.sin)], dim=-1)], dim=1)
-    k = torch.cat([torch.cat([k_mem, torch.zeros_like(k_mem)], dim=-1),
-                   torch.cat([torch.zeros_like(k_tok), rotate(k_tok, plan.cos, plan.sin)], dim=-1)],
-                  dim=1)
-    return q, k
+    q_mem, k_mem = place_memory_rotary(q[:, :M], k[:, :M], plan.memory_rope, plan.memory_cos,
+                                       plan.memory_sin)
+    q_tok, k_tok = place_token_rotary(q[:, M:], k[:, M:], plan.memory_rope, plan.cos, plan.sin)
+    return torch.cat([q_mem, q_tok], dim=1), torch.cat([k_mem, k_tok], dim=1)
+
+
+def place_memory_rotary(q: Tensor, k: Tensor, memory_rope: str, memory_cos: Tensor,
+                        memory_sin: Tensor) -> tuple[Tensor, Tensor]:
+    """q, k [B, M, H, D] of memory slots: at position -1 (`fixed`) or unrotated, widened to
+    [q, 0] / [k, 0] (`unrotated`). A KV-cached decoder places memory once with this."""
+    if memory_rope == "fixed":
+        M = q.shape[1]
+        cos, sin = memory_cos.expand(M, -1), memory_sin.expand(M, -1)
+        return rotate(q, cos, sin), rotate(k, cos, sin)
+    return torch.cat([q, torch.zeros_like(q)], dim=-1), torch.cat([k, torch.zeros_like(k)], dim=-1)
+
+
+def place_token_rotary(q: Tensor, k: Tensor, memory_rope: str, cos: Tensor,
+                       sin: Tensor) -> tuple[Tensor, Tensor]:
+    """q, k [B, T, H, D] of tokens beside memory, at the positions of cos/sin [T, D/2]: rotated
+    (`fixed`), or widened to [q, rot(q)] / [0, rot(k)] (`unrotated`)."""
+    if memory_rope == "fixed":
+        return rotate(q, cos, sin), rotate(k, cos, sin)
+    return (torch.cat([q, rotate(q, cos, sin)], dim=-1),
+            torch.cat([torch.zeros_like(k), rotate(k, cos, sin)], dim=-1))
 
 
 # ---------------------------------------------------------------- the rule and the plan

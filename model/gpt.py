@@ -148,13 +148,17 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(C, C, bias=False)
         self.c_proj = nn.Linear(C, C, bias=False)
 
-    def forward(self, x: Tensor, plan: AttentionPlan) -> Tensor:
-        B, S, C = x.shape
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k (QK-normed, scaled, not yet rotated) and v of x [B, S, C], each [B, S, H, D]."""
+        B, S, _ = x.shape
         shape = (B, S, self.n_head, self.head_dim)
         q = norm(self.c_q(x).view(shape)) * QK_SCALE
         k = norm(self.c_k(x).view(shape)) * QK_SCALE
-        v = self.c_v(x).view(shape)
-        y = attention.attend(q, k, v, plan)
+        return q, k, self.c_v(x).view(shape)
+
+    def forward(self, x: Tensor, plan: AttentionPlan) -> Tensor:
+        B, S, C = x.shape
+        y = attention.attend(*self.project(x), plan)
         return self.c_proj(y.reshape(B, S, C))
 
 
@@ -175,9 +179,13 @@ class ShortConv(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels, 1, kernel))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x [B, T, C] -> [B, T, C]; position t sees positions t - kernel + 1 .. t only."""
-        padded = F.pad(x.transpose(1, 2), (self.weight.shape[-1] - 1, 0))
+    def forward(self, x: Tensor, state: Tensor | None = None) -> Tensor:
+        """x [B, T, C] -> [B, T, C]; position t sees positions t - kernel + 1 .. t only. `state`
+        [B, kernel - 1, C] holds the inputs just before x (a KV-cached decoder's), else zeros."""
+        if state is None:
+            padded = F.pad(x.transpose(1, 2), (self.weight.shape[-1] - 1, 0))
+        else:
+            padded = torch.cat([state, x], dim=1).transpose(1, 2)
         return F.conv1d(padded, self.weight, groups=x.shape[-1]).transpose(1, 2)
 
 
@@ -265,6 +273,14 @@ class GPT(nn.Module):
         cos, sin = angles.cos(), angles.sin()
         return cos[1:], sin[1:], cos[:1], sin[:1]
 
+    def logits(self, x: Tensor) -> Tensor:
+        """Soft-capped fp32 logits [B, T, vocab] of the last block's token outputs x [B, T, C]."""
+        logits = self.lm_head(norm(x))[..., : self.config.vocab_size].float()
+        if self.config.tie_embeddings:
+            logits = logits * self.config.n_embd ** -0.5
+        cap = self.config.softcap
+        return cap * torch.tanh(logits / cap)
+
     def forward(self, idx: Tensor, targets: Tensor | None = None, memory: Memory | None = None,
                 loss_reduction: str = "mean") -> Tensor:
         """Logits [B, T, vocab] without targets; with targets the loss ('mean', 'sum', or 'none'
@@ -287,12 +303,7 @@ class GPT(nn.Module):
         num_memory = x.shape[1] - T
         for block in self.blocks:
             x = block(x, plan, num_memory)
-        x = norm(x[:, num_memory:])
-        logits = self.lm_head(x)[..., : self.config.vocab_size].float()
-        if self.config.tie_embeddings:
-            logits = logits * self.config.n_embd ** -0.5
-        cap = self.config.softcap
-        logits = cap * torch.tanh(logits / cap)
+        logits = self.logits(x[:, num_memory:])
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),

@@ -107,10 +107,16 @@ def build_window_memory(rows: Sequence[MemoryRow], window_start: int, slots: int
     - the newest `slots` survivors are kept. Identity uses canonical ids where known (>= 0),
       else the token ids of the surface form.
     """
+    return [Slot(row.subject, row.relation, row.object, row.ids, row.negated, window_start - row.token_pos)
+            for row in policy_rows(rows, window_start, slots)]
+
+
+def policy_rows(rows: Sequence[MemoryRow], window_start: int, slots: int) -> list[MemoryRow]:
+    """The rows behind `build_window_memory`'s slots, oldest first (the same walk)."""
     if slots <= 0:
         return []
     end = bisect_right(rows, window_start, key=lambda r: r.token_pos)
-    kept: list[Slot] = []
+    kept: list[MemoryRow] = []
     seen_facts: set[tuple] = set()
     seen_upserts: set[tuple] = set()
     for row in reversed(rows[:end]):
@@ -119,8 +125,7 @@ def build_window_memory(rows: Sequence[MemoryRow], window_start: int, slots: int
         seen_facts.add(row.fact_key)
         if row.upsert_key is not None:
             seen_upserts.add(row.upsert_key)
-        kept.append(Slot(row.subject, row.relation, row.object, row.ids, row.negated,
-                         window_start - row.token_pos))
+        kept.append(row)
         if len(kept) == slots:
             break
     kept.reverse()

@@ -64,9 +64,11 @@ class TextTokenizer:
         later token completes get an empty span. Hence "the first token whose start is >= c" is
         the first token lying entirely at or after character c.
         """
-        return [(ids, self._char_offsets(text, ids)) for text, ids in zip(texts, self.encode_batch(texts))]
+        return [(ids, self.char_offsets(text, ids)) for text, ids in zip(texts, self.encode_batch(texts))]
 
-    def _char_offsets(self, text: str, ids: list[int]) -> list[tuple[int, int]]:
+    def char_offsets(self, text: str, ids: list[int]) -> list[tuple[int, int]]:
+        """The character span of each token of `ids`, which decode to `text` (any ids: a model's
+        output need not be the text's own encoding), as `encode_batch_with_offsets` says."""
         byte_ends = list(accumulate(self._token_bytes[i] for i in ids))
         data = text.encode("utf-8")
         if len(data) == len(text):  # ASCII: bytes are characters

@@ -63,13 +63,16 @@ RECALL_COLUMNS = ["doc_id", "char_start", "char_end", "stated_char_end"]
 SHARDS_PER_WORKER = 8
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
 # A canonicalized relation is spelt by its most frequent surface form (ties: the first in order).
-TRIPLETS_QUERY = """
-    WITH surfaces AS (
+RELATION_SPELLING = """
+    surfaces AS (
         SELECT relation_id, relation, count(*) AS n FROM canonical_triplets
         WHERE relation_id IS NOT NULL GROUP BY relation_id, relation),
     spelling AS (
         SELECT relation_id, relation AS spelling FROM surfaces
         QUALIFY row_number() OVER (PARTITION BY relation_id ORDER BY n DESC, relation) = 1)
+"""
+TRIPLETS_QUERY = f"""
+    WITH {RELATION_SPELLING}
     SELECT t.shard, t.doc_id, t.subject, coalesce(s.spelling, t.relation) AS relation, t.object,
            t.negated, t.char_end, t.extractor AS source,
            coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
@@ -85,9 +88,21 @@ def _tokenizer(run_dir: str) -> TextTokenizer:
     return load_run_tokenizer(Path(run_dir))
 
 
-def _encode_surfaces(tok: TextTokenizer, strings: list[str]) -> dict[str, list[int]]:
+def encode_surfaces(tok: TextTokenizer, strings: list[str]) -> dict[str, list[int]]:
+    """Token ids of each distinct memory string, encoded with a leading space (module docstring)."""
     unique = list(dict.fromkeys(strings))
     return dict(zip(unique, tok.encode_batch([" " + s for s in unique])))
+
+
+def memory_shard_row(r: dict[str, Any], token_pos: int, surfaces: dict[str, list[int]]) -> dict[str, Any]:
+    """The MEMORY_SCHEMA row of triplet `r` (TRIPLETS_QUERY's columns) stated before `token_pos`."""
+    return {
+        "doc_id": r["doc_id"], "token_pos": token_pos,
+        "subject_tokens": surfaces[r["subject"]], "relation_tokens": surfaces[r["relation"]],
+        "object_tokens": surfaces[r["object"]],
+        "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],
+        "negated": r["negated"], "functional": r["functional"], "source": r["source"],
+    }
 
 
 def _read_recall(run_dir: Path, k: int) -> dict[str, list[dict[str, Any]]] | None:
@@ -113,14 +128,9 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
     rows = triplets.to_pylist()
     known = [r for r in rows if r["doc_id"] in by_id]
     counters["triplet_doc_not_in_shard"] += len(rows) - len(known)
-    surfaces = _encode_surfaces(tok, [r[f] for r in known for f in ("subject", "relation", "object")])
-    memory = [{
-        "doc_id": r["doc_id"], "token_pos": token_pos(by_id[r["doc_id"]][1], r["char_end"]),
-        "subject_tokens": surfaces[r["subject"]], "relation_tokens": surfaces[r["relation"]],
-        "object_tokens": surfaces[r["object"]],
-        "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],
-        "negated": r["negated"], "functional": r["functional"], "source": r["source"],
-    } for r in known]
+    surfaces = encode_surfaces(tok, [r[f] for r in known for f in ("subject", "relation", "object")])
+    memory = [memory_shard_row(r, token_pos(by_id[r["doc_id"]][1], r["char_end"]), surfaces)
+              for r in known]
     write_shard(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA), shard_path(run_dir, "memory", k),
                 fingerprint)
 

@@ -1,6 +1,7 @@
 """Characters to tokens: a document's token ids with the character span of each token.
 
     doc = tokenize_docs(tok, [text])[0]        # TokenizedDoc: <|bos|> first, then the text's tokens
+    text, doc = decode_doc(tok, tokens)        # the same for given token ids (a model's output)
     token_pos(doc, char_end)                   # the first token after a clause (a triplet's token_pos)
     char_span_tokens(doc, start, end)          # the tokens overlapping a character span
 
@@ -24,10 +25,19 @@ class TokenizedDoc(NamedTuple):
 
 
 def tokenize_docs(tok: TextTokenizer, texts: list[str]) -> list[TokenizedDoc]:
-    out = []
-    for ids, offsets in tok.encode_batch_with_offsets(texts):
-        out.append(TokenizedDoc([tok.bos_id, *ids], [s for s, _ in offsets], [e for _, e in offsets]))
-    return out
+    return [_tokenized(tok.bos_id, ids, offsets) for ids, offsets in tok.encode_batch_with_offsets(texts)]
+
+
+def decode_doc(tok: TextTokenizer, tokens: list[int]) -> tuple[str, TokenizedDoc]:
+    """The text of document tokens (`<|bos|>` first) and the `TokenizedDoc` of those very tokens,
+    which need not be the text's own encoding (a model's output)."""
+    ids = list(tokens[1:])
+    text = tok.decode(ids)
+    return text, _tokenized(tok.bos_id, ids, tok.char_offsets(text, ids))
+
+
+def _tokenized(bos_id: int, ids: list[int], offsets: list[tuple[int, int]]) -> TokenizedDoc:
+    return TokenizedDoc([bos_id, *ids], [s for s, _ in offsets], [e for _, e in offsets])
 
 
 def token_pos(doc: TokenizedDoc, char_end: int) -> int:
