@@ -3,8 +3,10 @@
 For docs shard k this writes (DESIGN §4):
 
 - `memory/shard_k.parquet`: one row per triplet of the warehouse (every extractor; the trainer
-  filters by `source`) with `token_pos`, the token ids of subject / relation / object, canonical
-  ids (-1 when unknown), polarity and whether the relation is functional. Every triplet of one
+  filters by `source`) with `token_pos`, `clause_pos` (the stating clause is the tokens
+  [clause_pos, token_pos); the `sentences` and `selected_raw` variants read it), the token ids
+  of subject / relation / object, canonical ids (-1 when unknown), polarity and whether the
+  relation is functional. Every triplet of one
   canonical relation has the same relation tokens: its most frequent surface form in the warehouse
   ("lived in", "living in" and "moved to" are spelt "lives in"), so every extractor's memory reads
   the same and a model trained on oracle memory can read spaCy's (the lemma `relations.name`,
@@ -52,7 +54,7 @@ from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_section
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
 from shards.recall import gold_recall_spans, real_text_recall_spans
-from shards.spans import tokenize_docs, token_pos
+from shards.spans import char_span_tokens, tokenize_docs, token_pos
 from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
 from warehouse.db import connect, register_shard_views
 from warehouse.shard_io import (footer_fingerprint, is_current, list_shards, read_shard,
@@ -70,7 +72,7 @@ TRIPLETS_QUERY = """
         SELECT relation_id, relation AS spelling FROM surfaces
         QUALIFY row_number() OVER (PARTITION BY relation_id ORDER BY n DESC, relation) = 1)
     SELECT t.shard, t.doc_id, t.subject, coalesce(s.spelling, t.relation) AS relation, t.object,
-           t.negated, t.char_end, t.extractor AS source,
+           t.negated, t.char_start, t.char_end, t.extractor AS source,
            coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
            coalesce(t.object_id, -1) AS object_id, coalesce(r.functional, false) AS functional
     FROM triplets t LEFT JOIN relations r ON t.relation_id = r.relation_id
@@ -115,6 +117,7 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
     surfaces = _encode_surfaces(tok, [r[f] for r in known for f in ("subject", "relation", "object")])
     memory = [{
         "doc_id": r["doc_id"], "token_pos": token_pos(by_id[r["doc_id"]][1], r["char_end"]),
+        "clause_pos": char_span_tokens(by_id[r["doc_id"]][1], r["char_start"], r["char_end"])[0],
         "subject_tokens": surfaces[r["subject"]], "relation_tokens": surfaces[r["relation"]],
         "object_tokens": surfaces[r["object"]],
         "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],

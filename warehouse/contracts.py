@@ -142,6 +142,7 @@ TOKENS_SCHEMA = pa.schema([
 MEMORY_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
     ("token_pos", pa.int32()),  # the first token after the clause that states the triplet
+    ("clause_pos", pa.int32()),  # the first token of that clause (its tokens: [clause_pos, token_pos))
     ("subject_tokens", pa.list_(pa.int32())),
     ("relation_tokens", pa.list_(pa.int32())),
     ("object_tokens", pa.list_(pa.int32())),
