@@ -21,7 +21,6 @@ the settings that variant reads (`train.full_context_cap` retrains `full` only).
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, NoReturn
@@ -30,7 +29,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from configs.base import Section
+from configs.base import Section, folder_name
+from configs.sweep import SweepConfig
 from extraction.coref import CorefConfig
 
 STAGES: tuple[str, ...] = (
@@ -264,13 +264,12 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     report: ReportConfig = ReportConfig()
+    sweep: SweepConfig = SweepConfig()  # python -m flows.sweep only (configs/sweep.py); no stage reads it
 
     @field_validator("name")
     @classmethod
     def _name_is_folder(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise ValueError("must be a plain folder name (letters, digits, '_', '-', '.')")
-        return name
+        return folder_name(name)
 
     @model_validator(mode="after")
     def _sources_extracted(self) -> "RunConfig":
