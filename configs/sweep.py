@@ -10,8 +10,10 @@ The `sweep` section of a run config (the pipeline itself reads none of it):
           set: {model.memory_slots: [4, 8, 16, 32], train.seed: [1337, 1]}   # every combination
         - name: lr_check
           zip: {train.matrix_lr: [0.01, 0.02, 0.04], train.embedding_lr: [0.025, 0.05, 0.1]}
-          set: {train.seed: [1337, 1]}                                       # zip: side by side
-          best_of: train.matrix_lr
+          best_of: train.matrix_lr                                           # zip: side by side
+          then: {train.seed: [1]}   # afterwards each variant again at its best value, seed 1
+        - name: cap
+          set: {train.full_context_cap: [64, 128], train.variants: [[full]]}  # one value: fixed
 
 `python -m flows.sweep --set model.memory_slots=4,8 --set train.seed=1337,1` replaces the grids
 by one grid ("cli") of those settings. A point is the config with one combination of a grid's
@@ -19,6 +21,11 @@ values; it is named by the settings that differ from the config ("memory_slots-4
 when none do), so grids that reach the same config share one point and its run. A grid's x axis
 is each setting it varies that is not averaged over (`swept`); the settings zipped with one go
 along with it, and the other swept settings make separate series.
+
+`best_of` with `then`: once the grid's points have run, each variant runs again at its best
+value of that setting (by `select_by`, chosen on the grid's own points) with each combination of
+`then`, in a point of its own (`train.variants: [that variant]`): a learning-rate check on one
+seed, and the second seed only at each variant's best rate (`best_points`).
 
     plan = sweep_plan(yaml.safe_load(open("configs/study.yaml")), "configs/study.yaml")
     plan.points, plan.grid_points["memory_slots"]
@@ -33,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from configs.base import Section, folder_name
 
@@ -48,6 +55,7 @@ class GridConfig(Section):
     set: dict[str, list[Any]] = {}  # every combination of these values
     zip: dict[str, list[Any]] = {}  # these side by side (equal lengths), each pair with every `set` one
     best_of: str | None = None  # a setting of this grid: report each variant at its best value
+    then: dict[str, list[Any]] = {}  # with best_of: each variant again at its best, with these
 
     @field_validator("name")
     @classmethod
@@ -70,11 +78,19 @@ class GridConfig(Section):
             raise ValueError(f"grid {self.name!r}: the zip lists must have equal lengths")
         if self.best_of is not None and self.best_of not in {**self.set, **self.zip}:
             raise ValueError(f"grid {self.name!r}: best_of {self.best_of} is not one of its settings")
+        if self.then and self.best_of is None:
+            raise ValueError(f"grid {self.name!r}: `then` runs each variant at its best_of value: "
+                             "give best_of")
         return self
 
     def settings(self) -> list[str]:
         """Every setting this grid varies, zipped ones first."""
         return [*self.zip, *self.set]
+
+    def zip_partners(self) -> list[str]:
+        """The zipped settings that go along with the zip's first (or its best_of) setting."""
+        lead = self.best_of if self.best_of in self.zip else next(iter(self.zip), None)
+        return [s for s in self.zip if s != lead]
 
     def combinations(self) -> list[dict[str, Any]]:
         """Each point's values: the zipped rows times the product of the `set` lists."""
@@ -106,10 +122,12 @@ class SweepConfig(Section):
         return self
 
     def swept(self, grid: GridConfig) -> list[str]:
-        """The settings a grid's figures are plotted against: those not averaged over, a zip
-        counting once (by its first setting; the others go along)."""
-        zipped = list(grid.zip)[1:]
-        return [s for s in grid.settings() if s not in self.average_over and s not in zipped]
+        """The settings a grid's figures are plotted against: those with more than one value
+        that are not averaged over, a zip counting once (by its first setting; the others go
+        along). A setting with one value is fixed for the grid's points."""
+        values = {**grid.zip, **grid.set}
+        return [s for s in grid.settings() if s not in self.average_over
+                and s not in grid.zip_partners() and len(values[s]) > 1]
 
     def x_setting(self, grid: GridConfig) -> str | None:
         """The first swept setting (None: the grid varies only averaged ones)."""
@@ -203,38 +221,64 @@ class SweepPlan:
     base: "RunConfig"  # the config the points vary
     points: list[Point]  # in the order they run
     grid_points: dict[str, list[str]]  # grid name -> its points, in grid order
+    source: str = "<config>"
+    # grid name -> its `then` points, added by `best_points` once the grid's points have run
+    then_points: dict[str, list[str]] = field(default_factory=dict)
+
+    def point(self, name: str) -> Point:
+        return next(p for p in self.points if p.name == name)
+
+    def add_point(self, values: dict[str, Any]) -> Point:
+        """The point of the base config with these settings (a new one, or the one it already is)."""
+        resolved = self.base.model_dump(mode="json")
+        differing = {p: v for p, v in values.items() if setting_value(resolved, p) != v}
+        all_paths = {p for g in self.sweep.grids for p in [*g.settings(), *g.then]} | set(values)
+        name = point_name(differing, all_paths)
+        if not any(p.name == name for p in self.points):
+            from configs.schema import parse_config
+            data = with_settings(self.base.model_dump(mode="json", exclude={"sweep"}),
+                                 {**differing, "name": name})
+            self.points.append(Point(name, parse_config(data, f"{self.source} (point {name})")))
+        return self.point(name)
 
 
 def sweep_plan(data: dict[str, Any], source: str, sets: list[str] | None = None) -> SweepPlan:
     """The points of a config mapping's sweep (`sets`: `--set` arguments, which replace the grids).
 
-    Raises ValueError for a sweep section or `--set` that is wrong, and configs.schema's
-    ConfigError naming the point and the field for a point whose config is invalid."""
+    Raises configs.schema's ConfigError, one line naming the field (a point's: the point too),
+    and ValueError for a `--set` that is wrong or a config without grids."""
     from configs.schema import parse_config
-    sweep = SweepConfig.model_validate(data.get("sweep") or {})
+    config = parse_config(data, source)  # the sweep section is validated with the rest
+    sweep = config.sweep
     if sets:
-        sweep = sweep.model_copy(update={"grids": [GridConfig(name=CLI_GRID,
-                                                              set=dict(map(parse_set, sets)))]})
+        try:
+            grid = GridConfig(name=CLI_GRID, set=dict(map(parse_set, sets)))
+        except ValidationError as err:
+            raise ValueError(f"--set: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        sweep = sweep.model_copy(update={"grids": [grid]})
     if not sweep.grids:
         raise ValueError("the config has no sweep.grids: give --set setting=v1,v2,... or add a "
                          "sweep section (configs/sweep.py)")
-    base = {k: v for k, v in data.items() if k != "sweep"}
-    base_config = parse_config(base, source)
-    resolved = base_config.model_dump(mode="json")
-    all_paths = {p for g in sweep.grids for p in g.settings()}
-    points: dict[str, Point] = {}
-    grid_points: dict[str, list[str]] = {}
+    plan = SweepPlan(sweep, config.model_copy(update={"sweep": SweepConfig()}), [], {}, source)
     for grid in sweep.grids:
-        names = []
-        for values in grid.combinations():
-            differing = {p: v for p, v in values.items() if setting_value(resolved, p) != v}
-            name = point_name(differing, all_paths)
-            if name not in points:
-                point_data = with_settings(base, {**differing, "name": name})
-                points[name] = Point(name, parse_config(point_data, f"{source} (point {name})"))
-            names.append(name)
-        grid_points[grid.name] = list(dict.fromkeys(names))
-    return SweepPlan(sweep, base_config, list(points.values()), grid_points)
+        names = [plan.add_point(values).name for values in grid.combinations()]
+        plan.grid_points[grid.name] = list(dict.fromkeys(names))
+    return plan
+
+
+def best_points(plan: SweepPlan, grid: GridConfig, best: list[tuple[str, str]]) -> list[Point]:
+    """A `then` grid's second round: for each (variant, its best point of the grid), that point's
+    grid values with each combination of `then`, training that variant only. Added to the plan
+    (`then_points`) and returned in the order they run."""
+    averaged = set(plan.sweep.average_over) | set(grid.then)
+    names = []
+    for variant, point in best:
+        cfg = plan.point(point).config
+        kept = {s: resolved_value(cfg, s) for s in grid.settings() if s not in averaged}
+        for values in GridConfig(name=grid.name, set=grid.then).combinations():
+            names.append(plan.add_point({**kept, **values, "train.variants": [variant]}).name)
+    plan.then_points[grid.name] = list(dict.fromkeys(names))
+    return [plan.point(n) for n in plan.then_points[grid.name]]
 
 
 # ---------------------------------------------------------------- the sweep folder

@@ -41,6 +41,7 @@ from warehouse.shard_io import write_text_atomically
 REPORT_DIR = "report"
 METRICS = ("recall_acc", "recall_bpb", "bpb", "positions", "compression")
 PLOTTED = ("recall_acc", "recall_bpb", "bpb")
+TABLED = (*PLOTTED, "positions")
 CAP = "train.full_context_cap"
 MATCHED = ("recall_acc", "recall_bpb")  # W* is read on these
 UPPER_BOUND = "full"
@@ -77,16 +78,17 @@ def figure(grid: str, setting: str, x: str, x_value: float | None, series: str, 
             "best": False, "note": note, "points": ",".join(p for p, _ in values)}
 
 
-def setting_figures(plan: SweepPlan, grid: GridConfig, x_setting: str,
-                    metrics: dict[str, Metrics]) -> list[dict[str, Any]]:
-    """A grid's figures against one of its swept settings (the other swept settings make the
-    series), ordered by series, variant (the table's order), metric, then x as the grid has it."""
+def setting_figures(plan: SweepPlan, grid: GridConfig, x_setting: str, metrics: dict[str, Metrics],
+                    names: list[str]) -> list[dict[str, Any]]:
+    """The figures of the points `names` of a grid against one of its swept settings (the other
+    swept settings make the series), ordered by series, variant (the table's order), metric,
+    then x as the grid has it."""
     sweep = plan.sweep
-    with_x = list(grid.zip)[1:] if x_setting in grid.zip else []
+    with_x = grid.zip_partners() if x_setting in grid.zip else []
     series_settings = [s for s in sweep.swept(grid) if s != x_setting]
     configs = {p.name: p.config for p in plan.points}
     cells: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
-    for name in plan.grid_points[grid.name]:
+    for name in names:
         cfg, values = configs[name], metrics.get(name)
         if values is None:
             continue
@@ -101,32 +103,48 @@ def setting_figures(plan: SweepPlan, grid: GridConfig, x_setting: str,
     rows = [figure(grid.name, x_setting, *key, values) for key, values in cells.items()]
     rows.sort(key=lambda r: (series_order.index(r["series"]), variant_order.index(r["variant"]),
                              r["ablation"] != "none", r["ablation"], METRICS.index(r["metric"])))
-    if grid.best_of == x_setting:
-        mark_best(rows, sweep.select_by)
     return rows
+
+
+def best_figures(rows: list[dict[str, Any]], select_by: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(series, variant) -> its figure of `select_by` (ablation none) at its best x."""
+    sign = 1 if higher_is_better(select_by) else -1
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r["ablation"] == "none" and r["metric"] == select_by and r["mean"] is not None:
+            key = (r["series"], r["variant"])
+            if key not in best or sign * r["mean"] > sign * best[key]["mean"]:
+                best[key] = r
+    return best
+
+
+def best_of_grid(plan: SweepPlan, grid: GridConfig, metrics: dict[str, Metrics]) -> list[tuple[str, str]]:
+    """(variant, a point of the grid at the variant's best value of `best_of`), chosen on the
+    grid's own points (a `then` round does not change the choice); one per series."""
+    rows = setting_figures(plan, grid, grid.best_of, metrics, plan.grid_points[grid.name])
+    return [(variant, figure["points"].split(",")[0])
+            for (_, variant), figure in best_figures(rows, plan.sweep.select_by).items()]
 
 
 def grid_figures(plan: SweepPlan, grid: GridConfig, metrics: dict[str, Metrics]) -> list[dict[str, Any]]:
     """A grid's figures against each of its swept settings (just the points, when it only
-    varies seeds), each followed by its W* rows where the setting is `full`'s cap."""
+    varies seeds), each followed by its W* rows where the setting is `full`'s cap. Against its
+    `best_of` setting its `then` points count too, and each variant's best x is marked."""
     rows = []
+    own = plan.grid_points[grid.name]
     for x_setting in plan.sweep.swept(grid) or [""]:
-        figures = setting_figures(plan, grid, x_setting, metrics)
+        if x_setting == grid.best_of:
+            chosen = best_figures(setting_figures(plan, grid, x_setting, metrics, own),
+                                  plan.sweep.select_by)
+            figures = setting_figures(plan, grid, x_setting, metrics,
+                                      own + plan.then_points.get(grid.name, []))
+            for r in figures:
+                r["best"] = (r["series"], r["variant"]) in chosen and \
+                    chosen[(r["series"], r["variant"])]["x"] == r["x"]
+        else:
+            figures = setting_figures(plan, grid, x_setting, metrics, own)
         rows += figures + (effective_context_figures(figures) if x_setting == CAP else [])
     return rows
-
-
-def mark_best(rows: list[dict[str, Any]], select_by: str) -> None:
-    """Mark every row at each (series, variant)'s best x by `select_by` (ablation none)."""
-    sign = 1 if higher_is_better(select_by) else -1
-    best: dict[tuple[str, str], tuple[float, str]] = {}
-    for r in rows:
-        if r["ablation"] == "none" and r["metric"] == select_by and r["mean"] is not None:
-            key, score = (r["series"], r["variant"]), sign * r["mean"]
-            if key not in best or score > best[key][0]:
-                best[key] = (score, r["x"])
-    for r in rows:
-        r["best"] = best.get((r["series"], r["variant"]), (None, None))[1] == r["x"]
 
 
 def effective_context_figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,19 +176,32 @@ def effective_context_figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]
     return out
 
 
+def sweep_metrics(plan: SweepPlan, sweep_dir: Path) -> dict[str, Metrics]:
+    """point -> its metrics, for the points that have evaluated."""
+    return {p.name: m for p in plan.points if (m := point_metrics(sweep_dir, p.name)) is not None}
+
+
 def sweep_rows(plan: SweepPlan, sweep_dir: Path) -> list[dict[str, Any]]:
     """Every figure of the sweep: each grid's, then its W* rows where it sweeps the cap."""
-    metrics = {p.name: m for p in plan.points if (m := point_metrics(sweep_dir, p.name)) is not None}
+    metrics = sweep_metrics(plan, sweep_dir)
     return [row for grid in plan.sweep.grids for row in grid_figures(plan, grid, metrics)]
 
 
 def point_rows(plan: SweepPlan, statuses: dict[str, str]) -> list[dict[str, Any]]:
-    grids = {p.name: [g for g, names in plan.grid_points.items() if p.name in names] for p in plan.points}
-    settings = {g.name: g.settings() for g in plan.sweep.grids}
-    return [{"point": p.name, "grids": ",".join(grids[p.name]),
-             "settings": json.dumps({s: resolved_value(p.config, s)
-                                     for g in grids[p.name] for s in settings[g]}),
-             "status": statuses.get(p.name, "not run")} for p in plan.points]
+    """One row per point: its grids (a `then` round's as "<grid> (then)"), their settings' values
+    at the point, and how its run went."""
+    rows = []
+    for p in plan.points:
+        own = [g for g in plan.sweep.grids if p.name in plan.grid_points[g.name]]
+        then = [g for g in plan.sweep.grids if p.name in plan.then_points.get(g.name, [])]
+        settings = [s for g in own for s in g.settings()] + \
+            [s for g in then for s in [*g.settings(), *g.then, "train.variants"]]
+        rows.append({"point": p.name,
+                     "grids": ",".join([g.name for g in own] + [f"{g.name} (then)" for g in then]),
+                     "settings": json.dumps({s: resolved_value(p.config, s)
+                                             for s in dict.fromkeys(settings)}),
+                     "status": statuses.get(p.name, "not run")})
+    return rows
 
 
 def write_tables(sweep_dir: Path, points: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
@@ -273,7 +304,7 @@ def grid_section(plan: SweepPlan, grid: GridConfig, setting: str, rows: list[dic
               if r["ablation"] == "none"}
     curves = list(dict.fromkeys((series, variant) for series, variant, _, _ in by_key))
     header = [f"{_tail(setting)} = {x}" if setting else "all points" for x in xs]
-    for metric in PLOTTED:
+    for metric in TABLED:
         table = [[f"`{variant}`" + (f" ({series})" if series else ""),
                   *(_cell(by_key.get((series, variant, metric, x))) for x in xs)]
                  for series, variant in curves]
@@ -307,7 +338,11 @@ def best_section(plan: SweepPlan, grid: GridConfig, rows: list[dict[str, Any]]) 
                       _fmt(get("compression") and get("compression")["mean"], 1),
                       *(_beats(best.get((series, "triplet", m)), get(m), m) if variant != "triplet"
                         else "" for m in ("recall_acc", "recall_bpb"))])
+    then = (f" It was chosen on the grid's own points; each variant then ran again at its best "
+            f"value with {', '.join(f'`{k}` = {v}' for k, v in grid.then.items())}, and its "
+            "figures here are the mean over both." if grid.then else "")
     return [f"### Each variant at its best `{grid.best_of}` (by {plan.sweep.select_by})", "",
+            f"Each variant's figures at its own best value of `{grid.best_of}`.{then} "
             "`triplet ahead` is triplet's lead (recall_acc: higher, recall_bpb: lower is better) "
             "and whether it exceeds the larger seed spread of the two.", "",
             *_table(["variant", f"best {_tail(grid.best_of)}", *PLOTTED, "positions",

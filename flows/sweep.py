@@ -13,8 +13,9 @@ The points come from the config's `sweep` section, or from `--set` (configs/swee
     points/<point>/        the point's run folder. Its upstream stages are adopted from
                            upstream/ (tasks/reuse.py: outputs hard-linked, warehouse copied), and
                            a training stage whose cache key another point's already has is adopted
-                           from that point (a sweep over M trains `window` once per seed); the rest
-                           (the other trainings, evaluate, report) runs here
+                           from that point with its evaluations (a sweep over M trains and
+                           evaluates `window` once per seed); the rest (the other trainings,
+                           evaluate, report) runs here
     warehouse.duckdb       sweep_points and sweep_metrics (python -m warehouse.sql --run <folder>)
     report/sweep.md, *.png the sweep report (evaluation/sweep.py)
 
@@ -39,9 +40,9 @@ from prefect import flow
 from configs.fingerprint import config_fingerprint
 from configs.schema import (ConfigError, RunConfig, dump_config, exit_on_config_error, load_config,
                             stage_section)
-from configs.sweep import (CONFIGS, POINTS, UPSTREAM, Point, SweepPlan, default_sweep_name,
-                           point_run_dir, sweep_plan)
-from tasks.reuse import adopt_stages, folder_with_stage, stage_key, stale_stages
+from configs.sweep import (CONFIGS, POINTS, UPSTREAM, GridConfig, Point, SweepPlan, best_points,
+                           default_sweep_name, point_run_dir, sweep_plan)
+from tasks.reuse import adopt_stages, folder_with_stage, link_tree, stage_key, stale_stages
 from tasks.stage import StageSpec, is_current, plan_stages
 
 
@@ -94,6 +95,9 @@ def adopt_shared_stages(cfg: RunConfig, run_dir: Path, sweep_dir: Path) -> dict[
         source = folder_with_stage(spec, key, others)
         if source is not None:
             adopt_stages(source, run_dir, [spec], warehouse=False)
+            evaluations = source / "eval" / f"{spec.variant}.json"
+            if evaluations.is_file():  # the evaluate stage reuses those of this checkpoint
+                link_tree(evaluations, run_dir / "eval" / evaluations.name)
             adopted[spec.name] = f"{POINTS}/{source.name}"
     return adopted
 
@@ -146,14 +150,21 @@ def sweep_dir_of(plan: SweepPlan, runs_dir: str | Path, name: str | None) -> Pat
 def sweep(config: str, runs_dir: str = "runs", sets: list[str] | None = None,
           name: str | None = None, deployment: str | None = None) -> dict[str, str]:
     """Every point of the sweep in turn, then the sweep report; returns each point's status."""
-    from evaluation.sweep import build_sweep_report
+    from evaluation.sweep import best_of_grid, build_sweep_report, sweep_metrics
     plan = load_plan(config, sets)
     sweep_dir = sweep_dir_of(plan, runs_dir, name)
     (sweep_dir / POINTS).mkdir(parents=True, exist_ok=True)
     statuses = {}
-    for point in plan.points:
+    for point in list(plan.points):
         statuses[point.name] = run_point(point, sweep_dir, deployment)
         print(f"point {point.name}: {statuses[point.name]}")
+    for grid in plan.sweep.grids:  # each variant again at its best value (configs/sweep.py)
+        if grid.then:
+            best = best_of_grid(plan, grid, sweep_metrics(plan, sweep_dir))
+            for point in best_points(plan, grid, best):
+                if point.name not in statuses:
+                    statuses[point.name] = run_point(point, sweep_dir, deployment)
+                    print(f"point {point.name} ({grid.name}, then): {statuses[point.name]}")
     command = " ".join(["python -m flows.sweep --config", config,
                         *(f"--set {s}" for s in sets or [])])
     report = build_sweep_report(plan, sweep_dir, statuses, command)
@@ -173,7 +184,7 @@ def planned_trainings(plan: SweepPlan) -> list[dict[str, str]]:
         up = upstream_name(cfg)
         trains, adopts = [], []
         for variant in cfg.train.variants:
-            identity = config_fingerprint([up, stage_section(cfg, "train", variant)])
+            identity = config_fingerprint([up, variant, stage_section(cfg, "train", variant)])
             if identity in first:
                 adopts.append(f"{variant} ({first[identity]})")
             else:
@@ -222,6 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep {sweep_dir}: {len(rows)} points, {len({r['upstream'] for r in rows})} upstream "
               f"run(s), {trained} trainings, {adopted} adopted from an earlier point\n")
         _print_table(rows, ["point", "grids", "status", "trains", "adopts"])
+        for grid in plan.sweep.grids:
+            if grid.then:
+                variants = {v for p in plan.grid_points[grid.name]
+                            for v in plan.point(p).config.train.variants}
+                rounds = len(GridConfig(name=grid.name, set=grid.then).combinations())
+                then = ", ".join(f"{k}={v}" for k, v in grid.then.items())
+                print(f"\nthen, after grid {grid.name}: each of its {len(variants)} variants again "
+                      f"at its best {grid.best_of} with {then}: up to {len(variants) * rounds} "
+                      "trainings more (fewer where another point trains that already)")
         return 0
     statuses = sweep(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
                      sets=args.sets, name=args.name, deployment=args.deployment)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-@pytest.mark.parametrize("name", ["tiny", "redocred", "fineweb-d12", "fineweb-d20"])
+@pytest.mark.parametrize("name", ["tiny", "study", "redocred", "fineweb-d12", "fineweb-d20"])
 def test_shipped_configs_validate(name, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     if name == "redocred":  # it reads data/ (python -m corpora.fetch redocred): the fixtures stand in

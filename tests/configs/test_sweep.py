@@ -1,8 +1,14 @@
 """Sweep plans: points from grids or --set, named by what differs, shared between grids."""
+from pathlib import Path
+
 import pytest
+import yaml
 
 from configs.schema import ConfigError
 from configs.sweep import SweepConfig, parse_set, sweep_plan
+from model.variants import VARIANTS
+
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = {"name": "t", "model": {"memory_slots": 16}, "train": {"matrix_lr": 0.02}}
 
@@ -36,6 +42,15 @@ def test_grids_share_the_points_that_have_the_same_config():
     assert not plan.points[0].config.sweep.grids  # a point is a plain run
 
 
+def test_a_setting_with_one_value_is_fixed_not_swept():
+    data = {**BASE, "sweep": {"grids": [{"name": "cap", "set": {
+        "train.full_context_cap": [64, 128], "train.variants": [["full"]]}}]}}
+    plan = sweep_plan(data, "t.yaml")
+    assert names(plan) == ["full_context_cap-64_variants-full", "full_context_cap-128_variants-full"]
+    assert plan.sweep.swept(plan.sweep.grids[0]) == ["train.full_context_cap"]
+    assert all(p.config.train.variants == ["full"] for p in plan.points)
+
+
 def test_set_values_are_yaml_split_outside_brackets():
     assert parse_set("train.variants=[window,full],[triplet]") == (
         "train.variants", [["window", "full"], ["triplet"]])
@@ -52,8 +67,26 @@ def test_wrong_sweeps_say_what_is_wrong():
         sweep_plan(BASE, "t.yaml", ["train.matrx_lr=0.1"])
     with pytest.raises(ConfigError, match=r"model.memory_slots"):
         sweep_plan(BASE, "t.yaml", ["model.memory_slots=-1"])
+    with pytest.raises(ConfigError, match=r"^t.yaml: sweep.grids.0: grid 'g' varies nothing"):
+        sweep_plan({**BASE, "sweep": {"grids": [{"name": "g"}]}}, "t.yaml")
+    with pytest.raises(ValueError, match=r"^--set: grid 'cli': 'seed' is not a setting"):
+        sweep_plan(BASE, "t.yaml", ["seed=1,2"])
     with pytest.raises(ValueError, match="equal lengths"):
         SweepConfig.model_validate({"grids": [{"name": "g", "zip": {"a.b": [1, 2], "a.c": [1]}}]})
     with pytest.raises(ValueError, match="best_of must be one of its swept settings"):
         SweepConfig.model_validate({"grids": [{"name": "g", "set": {"train.seed": [1, 2]},
                                                "best_of": "train.seed"}]})
+
+
+
+def test_the_study_plans_every_variant_with_two_seeds():
+    study = REPO / "configs" / "study.yaml"
+    plan = sweep_plan(yaml.safe_load(study.read_text()), str(study))
+    check = plan.sweep.grids[0]
+    assert check.best_of == "train.matrix_lr" and check.then == {"train.seed": [1]}
+    assert {v for p in plan.grid_points["lr_check"] for v in plan.point(p).config.train.variants} \
+        == set(VARIANTS)
+    for grid in ("memory_slots", "full_context_cap", "text_uncut"):
+        seeds = {plan.point(p).config.train.seed for p in plan.grid_points[grid]}
+        assert seeds == {1337, 1}, grid
+    assert plan.sweep.swept(plan.sweep.grids[2]) == ["train.full_context_cap"]

@@ -84,3 +84,32 @@ def test_report_writes_its_figures_to_the_sweep_warehouse(cap_sweep):
     assert points == [(8,)]
     md = (sweep_dir / "report" / "sweep.md").read_text()
     assert "| `triplet` | recall_acc | 96.0 | 145.0 | 1.96 | 2 |" in md
+
+
+def test_then_reruns_each_variant_at_its_best_value_without_changing_the_choice(tmp_path):
+    from configs.sweep import best_points
+    from evaluation.sweep import best_of_grid, sweep_metrics
+    data = {**BASE, "sweep": {"select_by": "recall_acc", "grids": [{
+        "name": "lr", "set": {"train.matrix_lr": [0.01, 0.04]}, "best_of": "train.matrix_lr",
+        "then": {"train.seed": [1]}}]}}
+    plan = sweep_plan(data, "t.yaml")
+    (grid,) = plan.sweep.grids
+    check = {("matrix_lr-0.01", "triplet"): 0.9, ("matrix_lr-0.04", "triplet"): 0.7,
+             ("matrix_lr-0.01", "full"): 0.2, ("matrix_lr-0.04", "full"): 0.8}
+    for point in plan.points:
+        write_point_metrics(tmp_path, point.name, [(v, "recall_acc", check[(point.name, v)])
+                                                   for v in ("triplet", "full")])
+    best = best_of_grid(plan, grid, sweep_metrics(plan, tmp_path))
+    assert best == [("triplet", "matrix_lr-0.01"), ("full", "matrix_lr-0.04")]
+    then = best_points(plan, grid, best)
+    assert [p.name for p in then] == ["matrix_lr-0.01_seed-1_variants-triplet",
+                                      "matrix_lr-0.04_seed-1_variants-full"]
+    assert then[0].config.train.variants == ["triplet"] and then[0].config.train.seed == 1
+    # seed 1 does worse at triplet's best rate: the choice stays, the figure averages both seeds
+    write_point_metrics(tmp_path, then[0].name, [("triplet", "recall_acc", 0.3)])
+    write_point_metrics(tmp_path, then[1].name, [("full", "recall_acc", 0.6)])
+    rows = {(r["variant"], r["x"]): r for r in sweep_rows(plan, tmp_path)}
+    assert rows[("triplet", "0.01")]["best"] and rows[("triplet", "0.01")]["n"] == 2
+    assert rows[("triplet", "0.01")]["mean"] == pytest.approx(0.6)
+    assert not rows[("triplet", "0.04")]["best"] and rows[("triplet", "0.04")]["n"] == 1
+    assert rows[("full", "0.04")]["mean"] == pytest.approx(0.7) and rows[("full", "0.04")]["best"]

@@ -1,5 +1,6 @@
 """A sweep through the real flows: upstream stages run once and are shared, a training that a
 point does not change is adopted from another point, and a second sweep is cached throughout."""
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,8 @@ def test_a_sweep_over_training_settings_extracts_once(tmp_path, prefect_harness)
     assert inode(four / triplet) != inode(eight / triplet)
     trained = {p.name: stage_runs(p).get("train-window", 0) for p in (four, eight)}
     assert trained == {"memory_slots-4": 1, "base": 0}
+    evaluate = json.loads((eight / "evaluate" / "manifest.json").read_text())
+    assert evaluate["counters"] == {"evaluations_reused": 1}  # window's, with its checkpoint
 
     _, rows = run_query(sweep_dir, "SELECT DISTINCT x FROM sweep_metrics WHERE variant = 'triplet' "
                         "AND metric = 'recall_bpb' ORDER BY x_value")
@@ -73,6 +76,15 @@ def test_a_sweep_over_training_settings_extracts_once(tmp_path, prefect_harness)
     again = sweep(config=str(config), runs_dir=str(runs), sets=["model.memory_slots=4,8"])
     assert again == {"memory_slots-4": "cached", "base": "cached"}
     assert stage_runs(upstream) == {name: 1 for name in UPSTREAM}
+
+
+def test_planned_trainings_tell_variants_with_equal_settings_apart():
+    from configs.sweep import sweep_plan
+    from flows.sweep import planned_trainings
+    data = {**SMALL, "train": {**SMALL["train"], "variants": ["window", "triplet", "sentences"]}}
+    rows = planned_trainings(sweep_plan(data, "small.yaml", ["model.memory_slots=4,8"]))
+    assert [(r["trains"], r["adopts"]) for r in rows] == [
+        ("window, triplet, sentences", "-"), ("triplet, sentences", "window (memory_slots-4)")]
 
 
 def test_dry_run_prints_the_plan_and_what_is_adopted(tmp_path):
