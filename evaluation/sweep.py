@@ -33,7 +33,7 @@ from configs.sweep import GridConfig, SweepPlan, higher_is_better, point_run_dir
 from evaluation.effective_context import CurvePoint, effective_context
 from evaluation.metrics import Metrics, read_metrics
 from evaluation.report import _fmt, _save_figure, _table, variant_color
-from model.variants import VARIANTS
+from model.variants import PROPOSED, UPPER_BOUND, VARIANTS
 from warehouse.contracts import SWEEP_METRICS_SCHEMA, SWEEP_POINTS_SCHEMA
 from warehouse.db import DB_NAME, connect
 from warehouse.shard_io import write_text_atomically
@@ -42,9 +42,12 @@ REPORT_DIR = "report"
 METRICS = ("recall_acc", "recall_bpb", "bpb", "positions", "compression")
 PLOTTED = ("recall_acc", "recall_bpb", "bpb")
 TABLED = (*PLOTTED, "positions")
-CAP = "train.full_context_cap"
 MATCHED = ("recall_acc", "recall_bpb")  # W* is read on these
-UPPER_BOUND = "full"
+
+
+def reads_the_cap(setting: str) -> bool:
+    """Whether a swept setting is the upper bound's own (`full`'s context cap): W* reads it."""
+    return setting in VARIANTS[UPPER_BOUND].settings
 
 
 def point_metrics(sweep_dir: Path, point: str) -> Metrics | None:
@@ -143,17 +146,17 @@ def grid_figures(plan: SweepPlan, grid: GridConfig, metrics: dict[str, Metrics])
                     chosen[(r["series"], r["variant"])]["x"] == r["x"]
         else:
             figures = setting_figures(plan, grid, x_setting, metrics, own)
-        rows += figures + (effective_context_figures(figures) if x_setting == CAP else [])
+        rows += figures + (effective_context_figures(figures) if reads_the_cap(x_setting) else [])
     return rows
 
 
 def effective_context_figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """W* rows of a grid over `train.full_context_cap` (module docstring): per series, for every
+    """W* rows of a grid's figures against `full`'s cap (module docstring): per series, for every
     variant other than `full` and each of MATCHED. The other variants do not read the cap, so
     their level is their figure at the grid's first cap."""
     at: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["ablation"] == "none" and r["setting"] == CAP and r["mean"] is not None:
+        if r["ablation"] == "none" and r["mean"] is not None:
             at[(r["series"], r["variant"], r["metric"])].append(r)
     out = []
     for (series, variant, metric), levels in at.items():
@@ -169,7 +172,7 @@ def effective_context_figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]
         for name, value in ((f"w_star_cap:{metric}", match.cap),
                             (f"w_star_positions:{metric}", match.positions),
                             (f"multiplier:{metric}", match.multiplier(used))):
-            out.append({"grid": level["grid"], "setting": CAP, "x": "", "x_value": None,
+            out.append({"grid": level["grid"], "setting": level["setting"], "x": "", "x_value": None,
                         "series": series, "variant": variant, "ablation": "none", "metric": name,
                         "mean": value, "spread": None, "n": min(r["n"] for r in [level, *full]),
                         "best": False, "note": match.note, "points": level["points"]})
@@ -234,10 +237,16 @@ def _curves(rows: list[dict[str, Any]], metric: str) -> dict[str, list[dict[str,
     return curves
 
 
+def _line_style(rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> str:
+    """One line style per series, so a variant's curves for two values of another setting differ."""
+    series = list(dict.fromkeys(r["series"] for r in rows))
+    return ("-", "--", ":", "-.")[series.index(points[0]["series"]) % 4]
+
+
 def plot_grid(grid: str, setting: str, rows: list[dict[str, Any]], path: Path) -> Path:
     """One panel per plotted metric: mean against the swept setting, bars spanning the seeds."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(5 * len(PLOTTED), 4))
+    fig = Figure(figsize=(5 * len(PLOTTED), 4), layout="constrained")
     numeric = all(r["x_value"] is not None for r in rows)
     for i, metric in enumerate(PLOTTED):
         ax = fig.add_subplot(1, len(PLOTTED), i + 1)
@@ -246,7 +255,8 @@ def plot_grid(grid: str, setting: str, rows: list[dict[str, Any]], path: Path) -
             n = max(r["n"] for r in points)
             ax.errorbar(xs, [r["mean"] for r in points], yerr=[r["spread"] / 2 for r in points],
                         marker="o", capsize=3, linewidth=1.2, label=f"{label} (n={n})",
-                        color=variant_color(label.split(" ")[0]))
+                        color=variant_color(label.split(" ")[0]),
+                        linestyle=_line_style(rows, points))
         if numeric and min(r["x_value"] for r in rows) > 0 and \
                 max(r["x_value"] for r in rows) >= 4 * min(r["x_value"] for r in rows):
             ax.set_xscale("log", base=2)
@@ -261,7 +271,7 @@ def plot_grid(grid: str, setting: str, rows: list[dict[str, Any]], path: Path) -
 def plot_effective_context(rows: list[dict[str, Any]], w_star: list[dict[str, Any]], path: Path) -> Path:
     """`full` against its cap, each other variant's level as a line, W* marked where it falls."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(5 * len(MATCHED), 4))
+    fig = Figure(figsize=(5 * len(MATCHED), 4), layout="constrained")
     for i, metric in enumerate(MATCHED):
         ax = fig.add_subplot(1, len(MATCHED), i + 1)
         for label, points in _curves(rows, metric).items():
@@ -278,7 +288,7 @@ def plot_effective_context(rows: list[dict[str, Any]], w_star: list[dict[str, An
             if cap is not None:
                 ax.plot([cap], [points[0]["mean"]], marker="x", markersize=9,
                         color=variant_color(variant))
-        ax.set_xlabel("full: train.full_context_cap (tokens)")
+        ax.set_xlabel(f"{UPPER_BOUND}: {rows[0]['setting']} (tokens)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.set_title(f"W*: where full reaches each level ({metric})")
@@ -314,12 +324,12 @@ def grid_section(plan: SweepPlan, grid: GridConfig, setting: str, rows: list[dic
     return lines
 
 
-def _beats(triplet: dict[str, Any] | None, other: dict[str, Any] | None, metric: str) -> str:
-    """Whether `triplet` is better than `other` by more than either's seed spread."""
-    if triplet is None or other is None or triplet["mean"] is None or other["mean"] is None:
+def _beats(proposed: dict[str, Any] | None, other: dict[str, Any] | None, metric: str) -> str:
+    """Whether PROPOSED's figure is better than `other`'s by more than either's seed spread."""
+    if proposed is None or other is None or proposed["mean"] is None or other["mean"] is None:
         return "–"
-    gap = (triplet["mean"] - other["mean"]) * (1 if higher_is_better(metric) else -1)
-    margin = max(triplet["spread"] or 0.0, other["spread"] or 0.0)
+    gap = (proposed["mean"] - other["mean"]) * (1 if higher_is_better(metric) else -1)
+    margin = max(proposed["spread"] or 0.0, other["spread"] or 0.0)
     verdict = "yes" if gap > margin else ("no: behind" if gap < -margin else "no: within spread")
     return f"{gap:+.3f} ({verdict})"
 
@@ -336,18 +346,17 @@ def best_section(plan: SweepPlan, grid: GridConfig, rows: list[dict[str, Any]]) 
                       chosen["x"] if chosen else "–", *(_cell(get(m)) for m in PLOTTED),
                       _fmt(get("positions") and get("positions")["mean"], 1),
                       _fmt(get("compression") and get("compression")["mean"], 1),
-                      *(_beats(best.get((series, "triplet", m)), get(m), m) if variant != "triplet"
-                        else "" for m in ("recall_acc", "recall_bpb"))])
+                      *(_beats(best.get((series, PROPOSED, m)), get(m), m) if variant != PROPOSED
+                        else "" for m in MATCHED)])
     then = (f" It was chosen on the grid's own points; each variant then ran again at its best "
             f"value with {', '.join(f'`{k}` = {v}' for k, v in grid.then.items())}, and its "
             "figures here are the mean over both." if grid.then else "")
     return [f"### Each variant at its best `{grid.best_of}` (by {plan.sweep.select_by})", "",
             f"Each variant's figures at its own best value of `{grid.best_of}`.{then} "
-            "`triplet ahead` is triplet's lead (recall_acc: higher, recall_bpb: lower is better) "
-            "and whether it exceeds the larger seed spread of the two.", "",
+            f"`{PROPOSED} ahead` is {PROPOSED}'s lead (recall_acc: higher, recall_bpb: lower is "
+            "better) and whether it exceeds the larger seed spread of the two.", "",
             *_table(["variant", f"best {_tail(grid.best_of)}", *PLOTTED, "positions",
-                     "compression", "triplet ahead, recall_acc", "triplet ahead, recall_bpb"],
-                    table), ""]
+                     "compression", *(f"{PROPOSED} ahead, {m}" for m in MATCHED)], table), ""]
 
 
 def effective_context_section(w_star: list[dict[str, Any]], png: Path | None) -> list[str]:

@@ -44,6 +44,7 @@ from configs.sweep import (CONFIGS, POINTS, UPSTREAM, GridConfig, Point, SweepPl
                            default_sweep_name, point_run_dir, sweep_plan)
 from tasks.reuse import adopt_stages, folder_with_stage, link_tree, stage_key, stale_stages
 from tasks.stage import StageSpec, is_current, plan_stages
+from warehouse.shard_io import write_text_atomically
 
 
 def upstream_specs(plan: list[StageSpec]) -> list[StageSpec]:
@@ -59,10 +60,8 @@ def upstream_name(cfg: RunConfig) -> str:
 
 
 def write_config(cfg: RunConfig, sweep_dir: Path) -> Path:
-    path = Path(sweep_dir) / CONFIGS / f"{cfg.name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_config(cfg), encoding="utf-8")
-    return path
+    """configs/<name>.yaml of the sweep folder: what a point's (or upstream run's) flow loads."""
+    return write_text_atomically(dump_config(cfg), Path(sweep_dir) / CONFIGS / f"{cfg.name}.yaml")
 
 
 def ensure_upstream(cfg: RunConfig, sweep_dir: Path) -> Path:

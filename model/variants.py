@@ -272,6 +272,9 @@ VARIANTS.add(Variant("full", "all earlier raw tokens (capped) + the window (uppe
                      prefix=earlier_raw_tokens, prefix_cap=lambda spec: spec.full_context_cap,
                      settings=("train.full_context_cap",)))
 BUILT_IN = tuple(VARIANTS)
+# The study's two reference points (evaluation/sweep.py): the variant the proposal is about, which
+# every other is compared with, and the raw-context upper bound whose own setting (its cap) W* reads.
+PROPOSED, UPPER_BOUND = "triplet", "full"
 VARIANTS.add(Variant("pooled", "M mean-pooled chunks of the evicted tokens + the window",
                      memory=evicted_chunks, ablations=("no_memory", "shuffled"),
                      settings=(*TRIPLET_READS, "model.memory_rope", "train.chunk_tokens"),
