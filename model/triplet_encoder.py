@@ -62,7 +62,6 @@ class TripletEncoder(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        C = self.c_proj.out_features
         if self.mode == "tokens":
             # distinct gates per position from the start, near plain mean pooling
             self.span_gates.normal_(1.0, 0.1)
