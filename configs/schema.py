@@ -16,11 +16,11 @@ current directory (the repository root in the README's commands), so the resolve
 into the run folder is portable to workers that start elsewhere.
 
 Each stage's cache key uses its own section only (`stage_section`), so changing, say,
-`train.steps` reruns training and what follows, never extraction.
+`train.steps` reruns training and what follows, never extraction; each variant's training uses
+the settings that variant reads (`train.full_context_cap` retrains `full` only).
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, NoReturn
@@ -29,7 +29,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from configs.base import Section
+from configs.base import Section, folder_name
+from configs.sweep import SweepConfig
 from extraction.coref import CorefConfig
 
 STAGES: tuple[str, ...] = (
@@ -177,6 +178,7 @@ class ModelConfig(Section):
     id_buckets: int = Field(4096, ge=1, le=2**24)  # hashed buckets for the `vocab` encoder
     short_conv: int = Field(0, ge=0, le=1024)  # causal token-convolution kernel per block, 0 = none (model/gpt.py)
     tie_embeddings: bool = False  # the head is the token embedding (model/gpt.py)
+    kv_layer_stride: int = Field(3, ge=1, le=512)  # `kv` variant: memory keys/values in layers 0, k, 2k, ...
 
 
 class WandbConfig(Section):
@@ -205,6 +207,10 @@ class TrainConfig(Section):
     warmdown_frac: float = Field(0.3, ge=0, le=1)
     checkpoint_every: int = Field(100, ge=1, le=10**9)
     full_context_cap: int = Field(1024, ge=1, le=2**20)  # `full` variant: earlier raw tokens kept at most
+    # `pooled` variant: evicted tokens per chunk; None = the triplet memory's measured compression
+    # (evicted tokens per slot on the train split, measured when training starts)
+    chunk_tokens: int | None = Field(None, ge=1, le=2**20)
+    text_uncut: bool = False  # `text` variant: write every kept fact, not only the last M tokens
     compile: bool = False
     seed: int = 1337
     wandb: WandbConfig = WandbConfig()
@@ -220,6 +226,15 @@ class TrainConfig(Section):
             raise ValueError(f"{unknown[0]!r} is not a training variant; choose from "
                              f"{', '.join(VARIANTS)} (model/variants.py)")
         return variants
+
+    @field_validator("chunk_tokens")
+    @classmethod
+    def _chunk_fits_the_encoder(cls, chunk_tokens: int | None) -> int | None:
+        from model.memory import MAX_SURFACE_TOKENS
+        if chunk_tokens is not None and chunk_tokens > 3 * MAX_SURFACE_TOKENS:
+            raise ValueError(f"at most {3 * MAX_SURFACE_TOKENS}: a chunk is pooled as the "
+                             f"TripletEncoder's three parts of {MAX_SURFACE_TOKENS} tokens")
+        return chunk_tokens
 
 
 class EvaluateConfig(Section):
@@ -249,13 +264,12 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     report: ReportConfig = ReportConfig()
+    sweep: SweepConfig = SweepConfig()  # python -m flows.sweep only (configs/sweep.py); no stage reads it
 
     @field_validator("name")
     @classmethod
     def _name_is_folder(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise ValueError("must be a plain folder name (letters, digits, '_', '-', '.')")
-        return name
+        return folder_name(name)
 
     @model_validator(mode="after")
     def _sources_extracted(self) -> "RunConfig":
@@ -291,6 +305,8 @@ def check_buildable(cfg: RunConfig) -> tuple[str, str] | None:
     for variant in cfg.train.variants:
         if variant_of(variant).memory is not None and cfg.model.memory_slots == 0:
             return "model.memory_slots", f"variant {variant!r} needs memory slots (> 0)"
+        if problem := variant_of(variant).problem(cfg):
+            return problem
         try:
             model_cfg = gpt_config(cfg, variant, cfg.tokenizer.vocab_size)
         except GPTConfigError as err:  # GPTConfig's n_layer is the section's depth
@@ -327,18 +343,30 @@ def input_files(cfg: RunConfig) -> list[dict[str, Any]]:
     return out
 
 
-def stage_section(cfg: RunConfig, stage: str) -> dict[str, Any]:
+def stage_section(cfg: RunConfig, stage: str, variant: str | None = None) -> dict[str, Any]:
     """The part of the config a stage's output depends on (its cache key uses only this); the
-    ingest stage's includes the fingerprints of the corpus files it reads."""
+    ingest stage's includes the fingerprints of the corpus files it reads.
+
+    Training is one stage per variant: with `variant`, the train section is the settings that
+    variant reads (model.variants.training_settings), so a sweep over a setting only some
+    variants read retrains only those."""
+    from corpora.sources import SOURCES
+    if stage == "train":
+        if variant is None:
+            raise KeyError("the train stage's section is per variant: pass variant=")
+        from model.variants import training_settings
+        return training_settings(cfg, variant)
+    shards: dict[str, Any] = {"shards": cfg.shards}
+    if "recall" not in SOURCES[cfg.ingest.source].side_kinds:
+        # real-text recall tokens depend on the reach of the window + memory (T + M); gold
+        # recall spans (a source's `recall` shards) do not
+        shards["recall_reach"] = cfg.model.sequence_len + cfg.model.memory_slots
     sections = {
         "ingest": {"seed": cfg.seed, "ingest": cfg.ingest, "input_files": input_files(cfg)},
         "tokenizer": {"tokenizer": cfg.tokenizer},
         "extract": {"extract": cfg.extract},
         "canonicalize": {"canonicalize": cfg.canonicalize},
-        # real-text recall tokens depend on the reach of the window + memory (T + M)
-        "shards": {"shards": cfg.shards,
-                   "recall_reach": cfg.model.sequence_len + cfg.model.memory_slots},
-        "train": {"model": cfg.model, "train": cfg.train},
+        "shards": shards,
         "evaluate": {"evaluate": cfg.evaluate},
         "report": {"report": cfg.report},
     }

@@ -42,10 +42,10 @@ import pyarrow.parquet as pq
 from configs.schema import CanonicalizeConfig
 from extraction.canonicalize import FUNCTIONAL_RELATIONS, canonicalize_rows, load_embedder
 from extraction.registry import Backend
-from model.memory import MemoryRow, memory_row, policy_rows
+from model.memory import MemoryRow, memory_row, kept_rows
 from model.tokenizer import TextTokenizer
 from shards.build import RELATION_SPELLING, encode_surfaces, memory_shard_row
-from shards.spans import TokenizedDoc, decode_doc, token_pos
+from shards.spans import TokenizedDoc, char_span_tokens, decode_doc, token_pos
 from warehouse.contracts import TRIPLET_SCHEMA, Document, Triplet, extractor_backend
 from warehouse.db import connect, db_path
 from warehouse.shard_io import list_shards, write_parquet_atomically
@@ -168,8 +168,10 @@ class LiveMemory:
                  "subject_id": entity_ids[entity_names[c.subject_ids[i]]],
                  "relation_id": relations[i].relation_id,
                  "object_id": entity_ids[entity_names[c.object_ids[i]]]}
-            pos = token_pos(doc, t.char_end) if i >= len(self.loaded) else 0
-            rows.append((memory_row(memory_shard_row(r, pos, surfaces)), t))
+            live_row = i >= len(self.loaded)  # loaded memories count as stated at token 0
+            pos = token_pos(doc, t.char_end) if live_row else 0
+            clause = char_span_tokens(doc, t.char_start, t.char_end)[0] if live_row else 0
+            rows.append((memory_row(memory_shard_row(r, pos, clause, surfaces)), t))
         rows.sort(key=lambda pair: pair[0].token_pos)  # stable: statement order within a position
         return MemoryState([r for r, _ in rows], [t for _, t in rows])
 
@@ -231,7 +233,7 @@ def kept_triplets(state: MemoryState) -> list[Triplet]:
     """The triplets behind the rows the policy keeps after everything stated, oldest first."""
     newest = {row.fact_key: t for row, t in zip(state.rows, state.triplets)}
     last = state.rows[-1].token_pos if state.rows else 0
-    return [newest[row.fact_key] for row in policy_rows(state.rows, last, len(state.rows))]
+    return [newest[row.fact_key] for row in kept_rows(state.rows, last, len(state.rows))]
 
 
 def save_memory(state: MemoryState, path: Path) -> int:

@@ -8,6 +8,11 @@ variant's figures to `eval/<variant>.json`, scores every extractor against the o
 (evaluation/extraction_quality.py), and replaces the warehouse `metrics` table with all of it in
 one transaction (evaluation/metrics.py says what a row is). This stage is the table's only writer.
 
+An evaluation in `eval/<variant>.json` whose `evaluation_key` is still the current one (the same
+checkpoint, ablation, evaluate settings and evaluation code) is reused, not run again: after
+one variant is retrained only its evaluations run, and a sweep point that adopted a training
+(flows/sweep.py) adopts its evaluations with it.
+
     python -m evaluation.stage --config configs/tiny.yaml --run runs/tiny
 """
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_main
 from evaluation.extraction_quality import extraction_quality, extraction_rows
 from evaluation.metrics import EXTRACTION_ABLATION, Metrics, model_rows
@@ -69,16 +75,48 @@ def record_metrics(cfg: RunConfig, run_dir: Path, rows: list[dict[str, Any]]) ->
     return rows
 
 
+def evaluation_key(cfg: RunConfig, run_dir: Path, variant: str, ablation: str, code: str) -> str:
+    """What one evaluation's figures depend on: the checkpoint it reads (its meta, and its weights
+    file, which any retraining replaces), the ablation, the evaluate settings that change figures,
+    and the evaluation code (`code`)."""
+    from model.evaluate import find_checkpoint
+    path = find_checkpoint(run_dir, variant, None)
+    weights = (path / "model.safetensors").stat()
+    return config_fingerprint({
+        "meta": (path / "meta.json").read_text(encoding="utf-8"),
+        "weights": [weights.st_size, weights.st_mtime_ns], "ablation": ablation,
+        "evaluate": {"max_windows": cfg.evaluate.max_windows, "batch_size": cfg.evaluate.batch_size},
+        "code": code})
+
+
+def earlier_evaluations(run_dir: Path, variant: str) -> dict[str, dict[str, Any]]:
+    """eval/<variant>.json of an earlier run of the stage (empty when there is none)."""
+    path = Path(run_dir) / "eval" / f"{variant}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 def run_evaluate(cfg: RunConfig, run_dir: Path,
                  on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     from model.evaluate import evaluate_variant  # torch: only when the stage runs
     run_dir = Path(run_dir)
     jobs = evaluation_jobs(cfg)
+    code = code_version(("model.evaluate",))
+    earlier = {v: earlier_evaluations(run_dir, v) for v in cfg.train.variants}
     results: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
+    reused = 0
     for i, (variant, ablation) in enumerate(jobs):
-        result = evaluate_variant(cfg, run_dir, variant,
-                                  memory=MEMORY_FOR_ABLATION.get(ablation, ablation))
+        key = evaluation_key(cfg, run_dir, variant, ablation, code)
+        result = earlier[variant].get(ablation)
+        if result is not None and result.get("evaluation_key") == key:
+            reused += 1
+        else:
+            result = {**evaluate_variant(cfg, run_dir, variant,
+                                         memory=MEMORY_FOR_ABLATION.get(ablation, ablation)),
+                      "evaluation_key": key}
         results.setdefault(variant, {})[ablation] = result
         rows += model_rows(variant, ablation, result)
         if on_progress:
@@ -94,7 +132,8 @@ def run_evaluate(cfg: RunConfig, run_dir: Path,
     extractors = {r["variant"] for r in written if r["ablation"] == EXTRACTION_ABLATION}
     return {"outputs": outputs,
             "rows": {"metrics": len(written), "evaluations": len(jobs),
-                     "extractors_scored": len(extractors)}}
+                     "extractors_scored": len(extractors)},
+            "counters": {"evaluations_reused": reused}}
 
 
 def main() -> None:

@@ -16,6 +16,14 @@ Rotary placement of memory (`memory_rope`):
 - `fixed`: memory sits at position -1 (tokens keep positions 0..T-1, so all-invalid memory is
   exactly a plain GPT), i.e. one position before the window.
 
+Memory as keys and values (`attend_memory_keys`, the KBLaM-style `kv` variant): the slots are not
+positions of the residual stream but extra keys and values of some layers' attention. A token
+scores a slot with its own memory query, unrotated, and the tokens up to itself with the rotary
+query, under one softmax; slots attend to nothing. It runs on the same plan and backends: the
+sequence is [slot keys | tokens] with the rule above, the slot rows get zero queries and their
+outputs are dropped, and the widened head is the `unrotated` one with the memory query in the
+first half (token query `[q_memory, rot(q)]`, slot key `[k_memory, 0]`, token key `[0, rot(k)]`).
+
 Backends: `sdpa` (explicit boolean mask; the reference, works everywhere), `flex` (FlexAttention
 with a block mask; compiled on CUDA, unfused and inference-only on CPU because torch 2.13 has no
 CPU backward for it), `flash` (flash-attn varlen: memory->memory non-causal over the valid slots,
@@ -36,6 +44,7 @@ from torch import Tensor
 
 BACKENDS: tuple[str, ...] = ("auto", "sdpa", "flex", "flash")
 MEMORY_ROPE: tuple[str, ...] = ("unrotated", "fixed")
+MEMORY_INJECTIONS: tuple[str, ...] = ("positions", "kv")  # slots as positions, or as layer keys/values
 FLASH_MAX_HEAD_DIM = 256
 
 
@@ -200,9 +209,8 @@ def build_plan(backend: str, memory_rope: str, valid: Tensor | None, cos: Tensor
 
 # ---------------------------------------------------------------- backends
 
-def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan) -> Tensor:
-    """Attention of q, k, v [B, M+T, H, D] (QK-normed, not yet rotated) -> [B, M+T, H, D]."""
-    q, k = place_rotary(q, k, plan)
+def run_backend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan) -> Tensor:
+    """q, k (rotary placed) and v [B, M+T, H, D] through the plan's backend -> [B, M+T, H, Dv]."""
     scale = 1.0 / math.sqrt(plan.head_dim)
     if plan.backend == "sdpa":
         return attend_sdpa(q, k, v, plan, scale)
@@ -211,6 +219,27 @@ def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan) -> Tensor:
     if plan.backend == "flash":
         return attend_flash(q, k, v, plan, scale)
     raise ValueError(f"unknown attention backend {plan.backend!r}; choose one of {BACKENDS}")
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan) -> Tensor:
+    """Attention of q, k, v [B, M+T, H, D] (QK-normed, not yet rotated) -> [B, M+T, H, D]."""
+    q, k = place_rotary(q, k, plan)
+    return run_backend(q, k, v, plan)
+
+
+def attend_memory_keys(q: Tensor, k: Tensor, v: Tensor, q_memory: Tensor, k_memory: Tensor,
+                       v_memory: Tensor, plan: AttentionPlan) -> Tensor:
+    """Tokens attending to memory keys and to each other (module docstring): q, k, v, q_memory
+    [B, T, H, D] the tokens' projections (QK-normed, not rotated), k_memory, v_memory [B, M, H, D]
+    the slots'; `plan` is built for the M slots. Returns the tokens' outputs [B, T, H, D]."""
+    M = k_memory.shape[1]
+    q, k = rotate(q, plan.cos, plan.sin), rotate(k, plan.cos, plan.sin)
+    none = torch.zeros_like(k_memory)
+    queries = torch.cat([torch.cat([none, none], dim=-1), torch.cat([q_memory, q], dim=-1)], dim=1)
+    keys = torch.cat([torch.cat([k_memory, none], dim=-1),
+                      torch.cat([torch.zeros_like(k), k], dim=-1)], dim=1)
+    y = run_backend(queries, keys, torch.cat([v_memory, v], dim=1), plan)
+    return y[:, M:]
 
 
 def attend_sdpa(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, scale: float) -> Tensor:

@@ -4,7 +4,8 @@ Reads the parallel `tokens` and `memory` shards of a run (DESIGN §4). Every doc
 windows of T tokens starting at s = 0, T, 2T, ...; a window's inputs are tokens [s, s+T) and its
 targets tokens [s+1, s+T+1), so every document token after `<|bos|>` is a target exactly once.
 The variants (model/variants.py) differ only in what comes before the window: a token prefix
-(targets there are -1, no loss) and/or memory slots (`Batch.memory`).
+(targets there are -1, no loss) and/or memory slots (`Batch.memory`). A document with a
+`memory_donor` (the shuffled-memory ablation) has that context built from the donor instead.
 
 Sequences are right-padded to the longest in the batch (inputs 0, targets -1), which causal
 attention never looks at. A batch also carries the recall-token mask of its targets and the window
@@ -47,6 +48,8 @@ class TrainingDocument:
     recall: np.ndarray  # bool [n], True at recall tokens
     recall_spans: list[tuple[int, int, int]]  # (start, end, stated_pos) token ranges
     memory: list[MemoryRow]  # sorted by token_pos (model.memory.memory_rows)
+    # the document the variant's context is built from instead of this one (shuffled memory)
+    memory_donor: "TrainingDocument | None" = None
 
 
 @dataclass
@@ -141,7 +144,8 @@ def make_batch(docs: Sequence[TrainingDocument], windows: np.ndarray, spec: Wind
     rows, slot_lists, prefixes = [], [], []
     for d, s in windows.tolist():
         doc = docs[d]
-        prefix = variant.prefix(doc, s, spec) if variant.prefix else doc.tokens[:0]
+        context = doc.memory_donor or doc
+        prefix = variant.prefix(context, s, spec) if variant.prefix else doc.tokens[:0]
         p = len(prefix)
         end = min(s + spec.window_len, len(doc.tokens) - 1)
         inputs = np.concatenate([prefix, doc.tokens[s:end]])
@@ -150,7 +154,7 @@ def make_batch(docs: Sequence[TrainingDocument], windows: np.ndarray, spec: Wind
         rows.append((inputs, targets, recall))
         prefixes.append(p)
         if uses_memory:
-            slot_lists.append(variant.memory(doc, s, spec))
+            slot_lists.append(variant.memory(context, s, spec))
     length = max(len(r[0]) for r in rows)
     inputs = np.zeros((len(rows), length), dtype=np.int64)
     targets = np.full((len(rows), length), -1, dtype=np.int64)
@@ -219,7 +223,7 @@ def measure_tokens_per_second(loader: WindowLoader, batches: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     from configs.schema import load_config_or_exit
-    from model.variants import window_spec
+    from model.variants import prepared_spec
     parser = argparse.ArgumentParser(description="Measure the dataloader's window tokens/s.")
     parser.add_argument("--config", required=True)
     parser.add_argument("--variant", default="triplet")
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_config_or_exit(args.config)
     try:
-        spec = window_spec(cfg, args.variant)
+        spec = prepared_spec(cfg, args.variant, Path(args.runs_dir) / cfg.name)
     except ValueError as err:
         parser.error(str(err))
     start = time.perf_counter()

@@ -16,9 +16,9 @@ document order, at most `evaluate.max_windows`, `evaluate.batch_size` at a time.
   used per window (memory slots + earlier raw tokens + window tokens).
 
 `--memory` replaces the trained memory of a variant that has memory (its ablations in
-model/variants.py): `none` removes it, `shuffled` gives each document the memory of the next one
-(a deterministic derangement), an extraction backend's name (`oracle`, `spacy`, ...) uses that
-extractor's rows. Nothing is written here; the evaluate stage stores the returned dict.
+model/variants.py): `none` removes it, `shuffled` builds each document's context from the next
+document (a deterministic derangement: its triplets, sentences or chunks), an extraction
+backend's name (`oracle`, `spacy`, ...) uses that extractor's rows. Nothing is written here; the evaluate stage stores the returned dict.
 """
 from __future__ import annotations
 
@@ -86,8 +86,7 @@ def val_documents(run_dir: Path, variant: str, memory: str,
     if memory == "shuffled":
         if len(docs) < 2:
             raise ValueError("--memory shuffled needs at least 2 val documents")
-        rows = [d.memory for d in docs]
-        docs = [replace(d, memory=rows[(i + 1) % len(docs)]) for i, d in enumerate(docs)]
+        docs = [replace(d, memory_donor=docs[(i + 1) % len(docs)]) for i, d in enumerate(docs)]
     return docs
 
 

@@ -27,10 +27,18 @@ With `memory`, each triplet becomes one vector (TripletEncoder) placed before th
 residual stream is [m_1..m_M | t_1..t_T] and attention follows model/attention.py's rule. Logits
 and loss are computed on token positions only. `memory=None` is exactly a plain GPT, and memory
 whose slots are all invalid gives the same logits (tokens then see nothing extra).
+
+With `memory_injection: kv` (KBLaM, arXiv 2410.10450) the slots are no positions: every
+`kv_layer_stride`-th layer (layers 0, k, 2k, ...) adds them to its attention as extra keys and
+values, projected per layer from the TripletEncoder's key (subject, relation, polarity, age) and
+value (the object), scored by the layer's own memory query projection and without rotation
+(model/attention.py `attend_memory_keys`). The residual stream holds the tokens only. KBLaM's
+logit shift (-log M + log C) for thousands of entries is left out: M here is at most a few dozen.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -38,7 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from model import attention
-from model.attention import BACKENDS, FLASH_MAX_HEAD_DIM, MEMORY_ROPE, AttentionPlan
+from model.attention import (BACKENDS, FLASH_MAX_HEAD_DIM, MEMORY_INJECTIONS, MEMORY_ROPE,
+                             AttentionPlan)
 from model.memory import Memory
 from model.triplet_encoder import TripletEncoder
 
@@ -66,6 +75,8 @@ class GPTConfig:
     attn_backend: str = "auto"
     triplet_encoder: str = "tokens"
     memory_rope: str = "unrotated"
+    memory_injection: str = "positions"  # or "kv": keys/values of every kv_layer_stride-th layer
+    kv_layer_stride: int = 3     # KBLaM's: layers 0, 3, 6, ...
     id_buckets: int = 4096       # `vocab` encoder: hashed rows per table
     max_surface_len: int = 16    # `tokens` encoder: tokens kept per subject/relation/object
     age_buckets: int = 16        # log2 buckets of tokens-ago
@@ -76,14 +87,14 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "sequence_len", "id_buckets",
-                     "max_surface_len", "age_buckets"):
+                     "max_surface_len", "age_buckets", "kv_layer_stride"):
             if getattr(self, name) < 1:
                 raise GPTConfigError(name, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("memory_slots", "short_conv"):
             if getattr(self, name) < 0:
                 raise GPTConfigError(name, f"{name} must be >= 0, got {getattr(self, name)}")
         choices = {"attn_backend": BACKENDS, "triplet_encoder": TRIPLET_ENCODERS,
-                   "memory_rope": MEMORY_ROPE}
+                   "memory_rope": MEMORY_ROPE, "memory_injection": MEMORY_INJECTIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise GPTConfigError(
@@ -102,16 +113,25 @@ class GPTConfig:
                 raise GPTConfigError(
                     "attn_backend", "attn_backend 'flash' needs flash-attn: pip install -e '.[gpu]' "
                     "(or set attn_backend: auto)")
-            width = 2 * self.head_dim if self.memory_rope == "unrotated" else self.head_dim
+            widened = self.memory_rope == "unrotated" or self.memory_injection == "kv"
+            width = 2 * self.head_dim if widened else self.head_dim
             if width > FLASH_MAX_HEAD_DIM:
                 raise GPTConfigError(
-                    "attn_backend", f"attn_backend 'flash' with memory_rope {self.memory_rope!r} attends over "
-                    f"{width} dims per head, flash-attn's limit is {FLASH_MAX_HEAD_DIM}: use more "
-                    "heads, memory_rope: fixed, or attn_backend: flex")
+                    "attn_backend", f"attn_backend 'flash' with memory_rope {self.memory_rope!r} "
+                    f"(memory as {self.memory_injection}) attends over {width} dims per head, "
+                    f"flash-attn's limit is {FLASH_MAX_HEAD_DIM}: use more heads, memory_rope: "
+                    "fixed, or attn_backend: flex")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def memory_key_layers(self) -> tuple[int, ...]:
+        """The layers whose attention reads memory as keys/values (`kv` injection only)."""
+        if self.memory_injection != "kv" or self.memory_slots == 0:
+            return ()
+        return tuple(range(0, self.n_layer, self.kv_layer_stride))
 
     @property
     def padded_vocab_size(self) -> int:
@@ -138,8 +158,15 @@ def norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+class MemoryKeys(NamedTuple):
+    """`kv` injection: the slots' keys and values [B, M, n_embd] and their attention plan."""
+    keys: Tensor
+    values: Tensor
+    plan: AttentionPlan
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, reads_memory_keys: bool = False) -> None:
         super().__init__()
         self.n_head, self.head_dim = config.n_head, config.head_dim
         C = config.n_embd
@@ -147,6 +174,15 @@ class CausalSelfAttention(nn.Module):
         self.c_k = nn.Linear(C, C, bias=False)
         self.c_v = nn.Linear(C, C, bias=False)
         self.c_proj = nn.Linear(C, C, bias=False)
+        self.reads_memory_keys = reads_memory_keys
+        if reads_memory_keys:  # KBLaM: this layer's own memory query and key/value adapters
+            self.c_q_memory = nn.Linear(C, C, bias=False)
+            self.c_k_memory = nn.Linear(C, C, bias=False)
+            self.c_v_memory = nn.Linear(C, C, bias=False)
+
+    def input_projections(self) -> list[nn.Linear]:
+        memory = [self.c_q_memory, self.c_k_memory, self.c_v_memory] if self.reads_memory_keys else []
+        return [self.c_q, self.c_k, self.c_v, *memory]
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """q, k (QK-normed, scaled, not yet rotated) and v of x [B, S, C], each [B, S, H, D]."""
@@ -156,9 +192,22 @@ class CausalSelfAttention(nn.Module):
         k = norm(self.c_k(x).view(shape)) * QK_SCALE
         return q, k, self.c_v(x).view(shape)
 
-    def forward(self, x: Tensor, plan: AttentionPlan) -> Tensor:
+    def project_memory_keys(self, x: Tensor, memory: MemoryKeys) -> tuple[Tensor, Tensor, Tensor]:
+        """The `kv` layer's memory query of x and the memory's keys and values, [B, *, H, D]."""
+        B, S, _ = x.shape
+        slots = (B, memory.keys.shape[1], self.n_head, self.head_dim)
+        q_memory = norm(self.c_q_memory(x).view(B, S, self.n_head, self.head_dim)) * QK_SCALE
+        k_memory = norm(self.c_k_memory(memory.keys).view(slots)) * QK_SCALE
+        return q_memory, k_memory, self.c_v_memory(memory.values).view(slots)
+
+    def forward(self, x: Tensor, plan: AttentionPlan, memory: MemoryKeys | None = None) -> Tensor:
         B, S, C = x.shape
-        y = attention.attend(*self.project(x), plan)
+        q, k, v = self.project(x)
+        if memory is None:
+            y = attention.attend(q, k, v, plan)
+        else:
+            y = attention.attend_memory_keys(q, k, v, *self.project_memory_keys(x, memory),
+                                             memory.plan)
         return self.c_proj(y.reshape(B, S, C))
 
 
@@ -190,18 +239,20 @@ class ShortConv(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, layer: int = 0) -> None:
         super().__init__()
         self.conv = ShortConv(config.n_embd, config.short_conv) if config.short_conv else None
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, reads_memory_keys=layer in config.memory_key_layers)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, plan: AttentionPlan, num_memory: int = 0) -> Tensor:
-        """x [B, num_memory + T, C]: the memory slots first, then the tokens."""
+    def forward(self, x: Tensor, plan: AttentionPlan, num_memory: int = 0,
+                memory_keys: MemoryKeys | None = None) -> Tensor:
+        """x [B, num_memory + T, C]: the memory slots first, then the tokens; `memory_keys` reach
+        the attention of a layer that reads them."""
         if self.conv is not None:
             memory, tokens = x[:, :num_memory], x[:, num_memory:]
             x = torch.cat([memory, tokens + self.conv(norm(tokens))], dim=1)
-        x = x + self.attn(norm(x), plan)
+        x = x + self.attn(norm(x), plan, memory_keys if self.attn.reads_memory_keys else None)
         return x + self.mlp(norm(x))
 
 
@@ -210,7 +261,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
@@ -228,7 +279,7 @@ class GPT(nn.Module):
             nn.init.normal_(self.lm_head.weight, std=0.001)
         bound = 3 ** 0.5 * self.config.n_embd ** -0.5
         for block in self.blocks:
-            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
+            for lin in (*block.attn.input_projections(), block.mlp.c_fc):
                 nn.init.uniform_(lin.weight, -bound, bound)
             nn.init.zeros_(block.attn.c_proj.weight)
             nn.init.zeros_(block.mlp.c_proj.weight)
@@ -287,22 +338,28 @@ class GPT(nn.Module):
         for per-token nats [B, T], 0 where the target is -1)."""
         B, T = idx.shape
         x = self.wte(idx)
-        valid = None
+        cos, sin, memory_cos, memory_sin = self.rotary_tables(T)
+        tables = (cos, sin, memory_cos, memory_sin)
+        backend, valid, memory_keys = self.config.attn_backend, None, None
         if memory is not None and memory.slots > 0:
             if self.triplet_encoder is None:
                 raise ValueError("memory was given but the model has memory_slots=0: build it with "
                                  "memory_slots > 0, or pass memory=None")
             if memory.mask.shape[0] != B:
                 raise ValueError(f"memory batch {memory.mask.shape[0]} != token batch {B}")
-            slots = self.triplet_encoder(memory, self.wte).to(x.dtype)
-            x = torch.cat([slots, x], dim=1)
-            valid = memory.mask.bool()
-        cos, sin, memory_cos, memory_sin = self.rotary_tables(T)
-        plan = attention.build_plan(self.config.attn_backend, self.config.memory_rope, valid,
-                                    cos, sin, memory_cos, memory_sin, batch_size=B)
+            if self.config.memory_injection == "kv":  # memory keys are never rotated
+                keys, values = self.triplet_encoder.keys_values(memory, self.wte)
+                memory_plan = attention.build_plan(backend, "unrotated", memory.mask.bool(),
+                                                   *tables, batch_size=B)
+                memory_keys = MemoryKeys(keys.to(x.dtype), values.to(x.dtype), memory_plan)
+            else:
+                slots = self.triplet_encoder(memory, self.wte).to(x.dtype)
+                x = torch.cat([slots, x], dim=1)
+                valid = memory.mask.bool()
+        plan = attention.build_plan(backend, self.config.memory_rope, valid, *tables, batch_size=B)
         num_memory = x.shape[1] - T
         for block in self.blocks:
-            x = block(x, plan, num_memory)
+            x = block(x, plan, num_memory, memory_keys)
         logits = self.logits(x[:, num_memory:])
         if targets is None:
             return logits

@@ -6,6 +6,10 @@ after the policy of DESIGN §4. `Memory` holds them as padded tensors, one row p
     rows = memory_rows(doc_rows)                      # once per document (sorted, keys computed)
     slots = build_window_memory(rows, window_start=128, slots=16)
     memory = collate_memory([slots, ...], slots=16)   # a `Memory` batch
+
+`kept_rows` is the policy itself (which rows survive); the variants that show the kept triplets
+in another form (their stating sentences, their clauses as raw tokens, the facts as text) start
+from it. `text_slot` makes a stretch of text one slot (the `pooled` and `sentences` variants).
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ MAX_SURFACE_TOKENS = 16  # a surface form longer than this is cut (names are a f
 class MemoryRow(NamedTuple):
     """One memory-shard row, with the keys the policy compares precomputed."""
     token_pos: int
+    clause_pos: int  # the stating clause is the document tokens [clause_pos, token_pos)
     subject: tuple[int, ...]
     relation: tuple[int, ...]
     object: tuple[int, ...]
@@ -84,7 +89,7 @@ def memory_row(row: Mapping[str, Any]) -> MemoryRow:
     ids = (int(row["subject_id"]), int(row["relation_id"]), int(row["object_id"]))
     sk, rk, ok = _part_key(ids[0], s), _part_key(ids[1], r), _part_key(ids[2], o)
     negated, functional = bool(row["negated"]), bool(row["functional"])
-    return MemoryRow(int(row["token_pos"]), s, r, o, ids, negated, functional,
+    return MemoryRow(int(row["token_pos"]), int(row["clause_pos"]), s, r, o, ids, negated, functional,
                      fact_key=(sk, rk, ok),
                      upsert_key=(sk, rk) if functional and not negated else None)
 
@@ -94,8 +99,9 @@ def memory_rows(rows: Iterable[Mapping[str, Any]]) -> list[MemoryRow]:
     return sorted((memory_row(r) for r in rows), key=lambda r: r.token_pos)
 
 
-def build_window_memory(rows: Sequence[MemoryRow], window_start: int, slots: int) -> list[Slot]:
-    """The memory of the window starting at token `window_start` (DESIGN §4), oldest first.
+def kept_rows(rows: Sequence[MemoryRow], window_start: int, slots: int) -> list[MemoryRow]:
+    """The rows the memory policy keeps for the window starting at token `window_start` (DESIGN
+    §4), oldest first.
 
     `rows` come from `memory_rows` (sorted by token_pos). Only fully evicted triplets
     (`token_pos <= window_start`) count. Walking newest-first:
@@ -107,12 +113,6 @@ def build_window_memory(rows: Sequence[MemoryRow], window_start: int, slots: int
     - the newest `slots` survivors are kept. Identity uses canonical ids where known (>= 0),
       else the token ids of the surface form.
     """
-    return [Slot(row.subject, row.relation, row.object, row.ids, row.negated, window_start - row.token_pos)
-            for row in policy_rows(rows, window_start, slots)]
-
-
-def policy_rows(rows: Sequence[MemoryRow], window_start: int, slots: int) -> list[MemoryRow]:
-    """The rows behind `build_window_memory`'s slots, oldest first (the same walk)."""
     if slots <= 0:
         return []
     end = bisect_right(rows, window_start, key=lambda r: r.token_pos)
@@ -130,6 +130,26 @@ def policy_rows(rows: Sequence[MemoryRow], window_start: int, slots: int) -> lis
             break
     kept.reverse()
     return kept
+
+
+def build_window_memory(rows: Sequence[MemoryRow], window_start: int, slots: int) -> list[Slot]:
+    """The triplet memory of the window starting at `window_start`: one slot per kept row."""
+    return [Slot(row.subject, row.relation, row.object, row.ids, row.negated,
+                 window_start - row.token_pos) for row in kept_rows(rows, window_start, slots)]
+
+
+UNKNOWN_IDS = (-1, -1, -1)
+
+
+def text_slot(tokens: Sequence[int], age: int) -> Slot:
+    """A stretch of text as one slot: its tokens cut into three consecutive parts that take the
+    subject / relation / object places, so it goes through the TripletEncoder's pooling (a gated
+    mean per part) and MLP exactly as a triplet does; positive, canonical ids unknown. Each part
+    keeps at most the encoder's `max_surface_len` tokens (collate_memory cuts the rest)."""
+    tokens = [int(t) for t in tokens]
+    third = -(-len(tokens) // 3)
+    parts = [tuple(tokens[i * third:(i + 1) * third]) for i in range(3)]
+    return Slot(*parts, ids=UNKNOWN_IDS, negated=False, age=age)
 
 
 def collate_memory(windows: Sequence[Sequence[Slot]], slots: int,

@@ -43,7 +43,7 @@ from model.dataloader import Batch, WindowLoader, load_training_documents
 from model.gpt import GPT
 from model.optim import build_optimizers, lr_multiplier, set_learning_rates
 from model.tokenizer import load_run_tokenizer
-from model.variants import gpt_config, variant_of, window_spec
+from model.variants import gpt_config, prepared_spec, variant_of
 from warehouse.shard_io import write_text_atomically
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 per GPU
@@ -167,8 +167,8 @@ def train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool = False,
 def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int, vocab_size: int,
            device: torch.device, rank: int, world_size: int) -> None:
     total, master = cfg.train.steps, rank == 0
-    model_cfg = gpt_config(cfg, variant, vocab_size)
-    spec = window_spec(cfg, variant, model_cfg.max_surface_len)
+    spec = prepared_spec(cfg, variant, run_dir)  # recorded in the checkpoint for evaluation
+    model_cfg = gpt_config(cfg, variant, vocab_size, spec)
     memory_source = cfg.train.memory_source if variant_of(variant).reads_memory_rows else None
     docs = load_training_documents(run_dir, "train", memory_source, rank, world_size)
     loader = WindowLoader(docs, spec, cfg.train.device_batch_size, cfg.train.seed, rank, world_size)

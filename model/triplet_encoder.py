@@ -11,6 +11,10 @@ Two ways to represent the three parts (`GPTConfig.triplet_encoder`):
 subject | relation | object | polarity (4 x n_embd) -> RMSNorm -> MLP (ReLU^2) -> n_embd, plus an
 age embedding over log-spaced buckets of tokens-ago, bucket = min(floor(log2(age + 1)), buckets-1).
 Invalid slots give finite vectors (they are masked out of attention anyway).
+
+With `memory_injection: kv` (the KBLaM-style variant) a slot is a key and a value instead of one
+vector: the key is subject | relation | polarity through the same RMSNorm, MLP and age embedding,
+the value the object's pooled span (`keys_values`); model/gpt.py projects both per layer.
 """
 from __future__ import annotations
 
@@ -33,11 +37,16 @@ def id_bucket(ids: Tensor, num_buckets: int) -> Tensor:
     return torch.where(ids >= 0, ids % num_buckets, torch.full_like(ids, num_buckets))
 
 
+SLOT_PARTS = ("subject", "relation", "object", "polarity")  # one vector per slot
+KEY_PARTS = ("subject", "relation", "polarity")  # `kv`: the key; the object is the value
+
+
 class TripletEncoder(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
         C = config.n_embd
         self.mode = config.triplet_encoder
+        self.parts = KEY_PARTS if config.memory_injection == "kv" else SLOT_PARTS
         self.max_surface_len = config.max_surface_len
         self.age_buckets = config.age_buckets
         self.id_buckets = config.id_buckets
@@ -48,12 +57,11 @@ class TripletEncoder(nn.Module):
             self.relation_emb = nn.Embedding(config.id_buckets + 1, C)
         self.polarity_emb = nn.Embedding(2, C)
         self.age_emb = nn.Embedding(config.age_buckets, C)
-        self.c_fc = nn.Linear(4 * C, 4 * C, bias=False)
+        self.c_fc = nn.Linear(len(self.parts) * C, 4 * C, bias=False)
         self.c_proj = nn.Linear(4 * C, C, bias=False)
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        C = self.c_proj.out_features
         if self.mode == "tokens":
             # distinct gates per position from the start, near plain mean pooling
             self.span_gates.normal_(1.0, 0.1)
@@ -62,7 +70,7 @@ class TripletEncoder(nn.Module):
             nn.init.normal_(self.relation_emb.weight, std=1.0)
         nn.init.normal_(self.polarity_emb.weight, std=1.0)
         nn.init.normal_(self.age_emb.weight, std=1.0)
-        bound = 3 ** 0.5 * (4 * C) ** -0.5
+        bound = 3 ** 0.5 * self.c_fc.in_features ** -0.5
         nn.init.uniform_(self.c_fc.weight, -bound, bound)
         nn.init.zeros_(self.c_proj.weight)  # like every output projection: starts as a no-op
 
@@ -78,17 +86,31 @@ class TripletEncoder(nn.Module):
         emb = emb * present.unsqueeze(-1).to(emb.dtype)
         return emb.sum(dim=-2) / present.sum(dim=-1, keepdim=True).clamp(min=1).to(emb.dtype)
 
-    def forward(self, memory: Memory, token_embedding: nn.Embedding) -> Tensor:
-        """Memory -> [B, M, n_embd], one vector per slot."""
+    def part_vectors(self, memory: Memory, token_embedding: nn.Embedding) -> dict[str, Tensor]:
+        """Each part of every slot as one [B, M, n_embd] vector."""
         if self.mode == "tokens":
-            parts = [self.pool_span(span, token_embedding)
-                     for span in (memory.subject, memory.relation, memory.object)]
+            subject, relation, obj = (self.pool_span(span, token_embedding)
+                                      for span in (memory.subject, memory.relation, memory.object))
         else:
             ids = id_bucket(memory.ids, self.id_buckets)
-            parts = [self.entity_emb(ids[..., 0]), self.relation_emb(ids[..., 1]),
-                     self.entity_emb(ids[..., 2])]
-        parts.append(self.polarity_emb(memory.negated.long()))
-        h = torch.cat(parts, dim=-1)
+            subject, relation, obj = (self.entity_emb(ids[..., 0]), self.relation_emb(ids[..., 1]),
+                                      self.entity_emb(ids[..., 2]))
+        return {"subject": subject, "relation": relation, "object": obj,
+                "polarity": self.polarity_emb(memory.negated.long())}
+
+    def encode(self, parts: dict[str, Tensor], age: Tensor) -> Tensor:
+        """This encoder's parts -> RMSNorm -> MLP, plus the age embedding: [B, M, n_embd]."""
+        h = torch.cat([parts[name] for name in self.parts], dim=-1)
         h = F.rms_norm(h, (h.size(-1),))
         h = self.c_proj(F.relu(self.c_fc(h)).square())
-        return h + self.age_emb(age_bucket(memory.age, self.age_buckets))
+        return h + self.age_emb(age_bucket(age, self.age_buckets))
+
+    def forward(self, memory: Memory, token_embedding: nn.Embedding) -> Tensor:
+        """Memory -> [B, M, n_embd], one vector per slot (the key, with `memory_injection: kv`)."""
+        return self.encode(self.part_vectors(memory, token_embedding), memory.age)
+
+    def keys_values(self, memory: Memory, token_embedding: nn.Embedding) -> tuple[Tensor, Tensor]:
+        """`kv`: (keys, values) [B, M, n_embd] each, RMS-normed like the inputs of a layer."""
+        parts = self.part_vectors(memory, token_embedding)
+        keys, values = self.encode(parts, memory.age), parts["object"]
+        return F.rms_norm(keys, (keys.size(-1),)), F.rms_norm(values, (values.size(-1),))

@@ -79,8 +79,10 @@ def toy_document(i: int, task: ToyTask) -> tuple[dict, list[dict]]:
     doc_id = f"doc{i:04d}"
     tokens, memory = [0], []
     for key, relation, value in zip(keys, relations, values):
+        clause_pos = len(tokens)
         tokens += [*key, relation, *value, DOT]
-        fact = {"doc_id": doc_id, "token_pos": len(tokens), "subject_tokens": list(key),
+        fact = {"doc_id": doc_id, "token_pos": len(tokens), "clause_pos": clause_pos,
+                "subject_tokens": list(key),
                 "relation_tokens": [relation], "object_tokens": list(value),
                 "subject_id": key[0], "relation_id": relation - FIRST_RELATION,
                 "object_id": value[0], "negated": False, "functional": True, "source": "oracle"}

@@ -3,8 +3,10 @@
 For docs shard k this writes (DESIGN §4):
 
 - `memory/shard_k.parquet`: one row per triplet of the warehouse (every extractor; the trainer
-  filters by `source`) with `token_pos`, the token ids of subject / relation / object, canonical
-  ids (-1 when unknown), polarity and whether the relation is functional. Every triplet of one
+  filters by `source`) with `token_pos`, `clause_pos` (the stating clause is the tokens
+  [clause_pos, token_pos); the `sentences` and `selected_raw` variants read it), the token ids
+  of subject / relation / object, canonical ids (-1 when unknown), polarity and whether the
+  relation is functional. Every triplet of one
   canonical relation has the same relation tokens: its most frequent surface form in the warehouse
   ("lived in", "living in" and "moved to" are spelt "lives in"), so every extractor's memory reads
   the same and a model trained on oracle memory can read spaCy's (the lemma `relations.name`,
@@ -52,7 +54,7 @@ from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_section
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
 from shards.recall import gold_recall_spans, real_text_recall_spans
-from shards.spans import tokenize_docs, token_pos
+from shards.spans import char_span_tokens, tokenize_docs, token_pos
 from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
 from warehouse.db import connect, register_shard_views
 from warehouse.shard_io import (UnreadableShard, footer_fingerprint, is_current, list_shards,
@@ -74,7 +76,7 @@ RELATION_SPELLING = """
 TRIPLETS_QUERY = f"""
     WITH {RELATION_SPELLING}
     SELECT t.shard, t.doc_id, t.subject, coalesce(s.spelling, t.relation) AS relation, t.object,
-           t.negated, t.char_end, t.extractor AS source,
+           t.negated, t.char_start, t.char_end, t.extractor AS source,
            coalesce(t.subject_id, -1) AS subject_id, coalesce(t.relation_id, -1) AS relation_id,
            coalesce(t.object_id, -1) AS object_id, coalesce(r.functional, false) AS functional
     FROM canonical_triplets t LEFT JOIN relations r ON t.relation_id = r.relation_id
@@ -94,10 +96,12 @@ def encode_surfaces(tok: TextTokenizer, strings: list[str]) -> dict[str, list[in
     return dict(zip(unique, tok.encode_batch([" " + s for s in unique])))
 
 
-def memory_shard_row(r: dict[str, Any], token_pos: int, surfaces: dict[str, list[int]]) -> dict[str, Any]:
-    """The MEMORY_SCHEMA row of triplet `r` (TRIPLETS_QUERY's columns) stated before `token_pos`."""
+def memory_shard_row(r: dict[str, Any], token_pos: int, clause_pos: int,
+                     surfaces: dict[str, list[int]]) -> dict[str, Any]:
+    """The MEMORY_SCHEMA row of triplet `r` (TRIPLETS_QUERY's columns) stated in the clause of
+    tokens [clause_pos, token_pos)."""
     return {
-        "doc_id": r["doc_id"], "token_pos": token_pos,
+        "doc_id": r["doc_id"], "token_pos": token_pos, "clause_pos": clause_pos,
         "subject_tokens": surfaces[r["subject"]], "relation_tokens": surfaces[r["relation"]],
         "object_tokens": surfaces[r["object"]],
         "subject_id": r["subject_id"], "relation_id": r["relation_id"], "object_id": r["object_id"],
@@ -129,8 +133,12 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
     known = [r for r in rows if r["doc_id"] in by_id]
     counters["triplet_doc_not_in_shard"] += len(rows) - len(known)
     surfaces = encode_surfaces(tok, [r[f] for r in known for f in ("subject", "relation", "object")])
-    memory = [memory_shard_row(r, token_pos(by_id[r["doc_id"]][1], r["char_end"]), surfaces)
-              for r in known]
+    memory = []
+    for r in known:
+        doc = by_id[r["doc_id"]][1]
+        memory.append(memory_shard_row(r, token_pos(doc, r["char_end"]),
+                                       char_span_tokens(doc, r["char_start"], r["char_end"])[0],
+                                       surfaces))
     write_shard(pa.Table.from_pylist(memory, schema=MEMORY_SCHEMA), shard_path(run_dir, "memory", k),
                 fingerprint)
 

@@ -7,7 +7,7 @@
 Each stage's work is a plain function `entry(cfg, run_dir, on_progress) -> result` named by
 "module:function"; a Prefect task (`stage_task`) only wraps it. A stage's cache key is a hash of
   - the stage's name,
-  - its own config section (`configs.schema.stage_section`),
+  - its own config section (`configs.schema.stage_section`; a training stage's: its variant's),
   - the fingerprints of its upstream stages' manifests,
   - its code version: the import closure of its entry module (and of the modules it runs in a
     subprocess, `code`), configs/fingerprint.py,
@@ -151,7 +151,7 @@ def stage_code_version(spec: StageSpec) -> str:
 def cache_key(cfg: RunConfig, spec: StageSpec, upstream_fingerprints: dict[str, str]) -> str:
     return config_fingerprint({
         "stage": spec.name,
-        "config": stage_section(cfg, spec.section),
+        "config": stage_section(cfg, spec.section, spec.variant),
         "upstream": upstream_fingerprints,
         "code": stage_code_version(spec),
     })

@@ -33,10 +33,11 @@ def torchrun_command(run_dir: Path, variant: str, nproc: int, resume: bool) -> l
     return cmd + (["--resume"] if resume else [])
 
 
-def checkpoint_key(cfg: RunConfig, run_dir: Path) -> str:
-    """What checkpoints depend on: the train settings and the shards they were trained on."""
+def checkpoint_key(cfg: RunConfig, run_dir: Path, variant: str) -> str:
+    """What checkpoints depend on: the variant's train settings and the shards they were trained
+    on."""
     shards = json.loads((Path(run_dir) / "shards" / "manifest.json").read_text())
-    return config_fingerprint([stage_section(cfg, "train"), shards["cache_key"]])
+    return config_fingerprint([stage_section(cfg, "train", variant), shards["cache_key"]])
 
 
 def prepare_checkpoints(run_dir: Path, variant: str, key: str) -> bool:
@@ -82,7 +83,7 @@ def _stage_logger() -> logging.Logger | logging.LoggerAdapter:
 
 def train_variant(cfg: RunConfig, run_dir: Path, variant: str,
                   on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    resume = prepare_checkpoints(run_dir, variant, checkpoint_key(cfg, run_dir))
+    resume = prepare_checkpoints(run_dir, variant, checkpoint_key(cfg, run_dir, variant))
     cmd = torchrun_command(run_dir, variant, cfg.train.nproc_per_node, resume)
     logger = _stage_logger()
     logger.info("%s: %s", "resuming" if resume else "starting", " ".join(cmd))

@@ -11,7 +11,15 @@ Every stage reads and writes the run folder through these names; nothing else de
     memory/shard_k.parquet             MEMORY_SCHEMA      one row per triplet         (shards)
 
 Shard k of every kind covers the same documents. `SHARD_KINDS` names each kind's single writer
-stage and its warehouse view, `TABLE_WRITERS` each warehouse table's. Record types:
+stage and its warehouse view, `TABLE_WRITERS` each warehouse table's.
+
+A sweep folder (flows/sweep.py) holds one run folder per point and a warehouse of its own with
+two tables, written by the sweep report (evaluation/sweep.py) only:
+
+    sweep_points     SWEEP_POINTS_SCHEMA    one row per point: its grids, settings, status
+    sweep_metrics    SWEEP_METRICS_SCHEMA   one row per figure of the sweep report
+
+Record types:
 
 - `Document`: what a corpus source yields and an extraction backend reads (text, gold triplets,
   gold recall spans);
@@ -142,6 +150,7 @@ TOKENS_SCHEMA = pa.schema([
 MEMORY_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
     ("token_pos", pa.int32()),  # the first token after the clause that states the triplet
+    ("clause_pos", pa.int32()),  # the first token of that clause (its tokens: [clause_pos, token_pos))
     ("subject_tokens", pa.list_(pa.int32())),
     ("relation_tokens", pa.list_(pa.int32())),
     ("object_tokens", pa.list_(pa.int32())),
@@ -182,3 +191,29 @@ TABLE_WRITERS: dict[str, str] = {
     "metrics": "evaluate",
     "stage_runs": "pipeline",
 }
+
+
+# ---------------------------------------------------------------- a sweep folder's tables
+
+SWEEP_POINTS_SCHEMA = pa.schema([
+    ("point", pa.string()),  # its run folder under points/
+    ("grids", pa.string()),  # the grids it belongs to, comma-separated
+    ("settings", pa.string()),  # JSON: every grid setting's value at this point
+    ("status", pa.string()),  # ran | cached | failed: <why> | not run
+])
+SWEEP_METRICS_SCHEMA = pa.schema([
+    ("grid", pa.string()),
+    ("setting", pa.string()),  # the swept setting on the x axis ("" when only seeds vary)
+    ("x", pa.string()),  # its value, as written; "" for a figure over all of them (W*)
+    ("x_value", pa.float64()),  # the same as a number, where it is one
+    ("series", pa.string()),  # the grid's other settings at this figure, "" when none
+    ("variant", pa.string()),
+    ("ablation", pa.string()),
+    ("metric", pa.string()),  # a metrics-table metric, or w_star_cap:<m>, w_star_positions:<m>, multiplier:<m>
+    ("mean", pa.float64()),  # over the averaged settings (seeds); null: see note
+    ("spread", pa.float64()),  # max - min over them
+    ("n", pa.int32()),  # how many values the mean is of (seeds)
+    ("best", pa.bool_()),  # this x is the variant's best value of the grid's best_of setting
+    ("note", pa.string()),
+    ("points", pa.string()),  # the point folders behind the figure, comma-separated
+])

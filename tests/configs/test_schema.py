@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-@pytest.mark.parametrize("name", ["tiny", "redocred", "fineweb-d12", "fineweb-d20"])
+@pytest.mark.parametrize("name", ["tiny", "study", "redocred", "fineweb-d12", "fineweb-d20"])
 def test_shipped_configs_validate(name, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     if name == "redocred":  # it reads data/ (python -m corpora.fetch redocred): the fixtures stand in
@@ -96,9 +96,37 @@ def test_vllm_backend_needs_the_extra():
 def test_stage_sections_are_independent():
     a = parse_config({"name": "x"})
     b = parse_config({"name": "x", "train": {"steps": 7}})
-    assert stage_section(a, "train") != stage_section(b, "train")
+    assert stage_section(a, "train", "window") != stage_section(b, "train", "window")
     for stage in ("ingest", "tokenizer", "extract", "canonicalize", "shards", "evaluate", "report"):
         assert stage_section(a, stage) == stage_section(b, stage)
+
+
+def test_each_variant_trains_on_the_settings_it_reads():
+    base = parse_config({"name": "x", "train": {"variants": ["window", "triplet", "full"]}})
+    more_memory = parse_config({"name": "x", "model": {"memory_slots": 8}})
+    longer_cap = parse_config({"name": "x", "train": {"full_context_cap": 64}})
+    fewer_variants = parse_config({"name": "x", "train": {"variants": ["full"]}})
+
+    def same(other, variant):
+        return stage_section(base, "train", variant) == stage_section(other, "train", variant)
+    assert same(more_memory, "window") and same(more_memory, "full")
+    assert not same(more_memory, "triplet") and not same(more_memory, "raw")
+    assert same(longer_cap, "triplet") and not same(longer_cap, "full")
+    assert all(same(fewer_variants, v) for v in ("window", "triplet", "full"))
+    with pytest.raises(KeyError, match="per variant"):
+        stage_section(base, "train")
+
+
+def test_shards_depend_on_the_memory_reach_only_without_gold_recall_spans():
+    def shards(source, slots):
+        section = {"redocred": {"path": str(FIXTURES / "redocred_dev_sample.json")}} \
+            if source == "redocred" else {}
+        return stage_section(parse_config({
+            "name": "x", "ingest": {"source": source, **section}, "model": {"memory_slots": slots},
+            "extract": {"backends": ["oracle"]}, "evaluate": {"ablations": ["no_memory"]}}),
+            "shards")
+    assert shards("synthetic", 4) == shards("synthetic", 16)  # gold recall spans
+    assert shards("redocred", 4) != shards("redocred", 16)  # the heuristic reaches T + M back
 
 
 def test_cli_exits_2_and_writes_nothing(tmp_path):

@@ -9,7 +9,7 @@ from engine.live_memory import (LiveMemory, MemoryFileError, RunVocabulary, kept
                                 read_memories, read_memory, save_memory)
 from extraction.registry import make_backend
 from model.dataloader import load_training_documents
-from model.memory import build_window_memory, policy_rows
+from model.memory import build_window_memory, kept_rows
 from model.tokenizer import load_run_tokenizer
 from warehouse.contracts import TRIPLET_SCHEMA, Triplet
 from warehouse.db import connect
@@ -77,7 +77,7 @@ def _write(path, triplets):
 def _facts(live, state):
     return {(live.tok.decode(list(r.subject)).strip(), live.tok.decode(list(r.relation)).strip(),
              live.tok.decode(list(r.object)).strip(), r.negated)
-            for r in policy_rows(state.rows, 0, len(state.rows))}
+            for r in kept_rows(state.rows, 0, len(state.rows))}
 
 
 def test_merging_memories_is_a_set_union_with_upsert(tmp_path, live):

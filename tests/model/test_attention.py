@@ -1,4 +1,5 @@
-"""Properties of memory attention on every backend (sdpa, flex, flash) and both rotary placements.
+"""Properties of memory attention on every backend (sdpa, flex, flash), both rotary placements
+and both ways memory enters the model (slots as positions; KBLaM-style keys/values of layers).
 
 flash-attn cannot be installed on this CPU-only machine: the `flash` backend's own code (packing
 valid slots, the two varlen calls, bottom-right causal alignment, unpacking) runs against
@@ -11,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from model import attention
-from model.attention import BackendUnavailable, allowed
+from model.attention import BackendUnavailable, allowed, attend_memory_keys, build_plan, rotate
 from model.gpt import GPT, GPTConfig
 from model.memory import Memory
 
 B, T, M, L, VOCAB = 3, 12, 5, 3, 97
 BACKENDS = ["sdpa", "flex", "flash"]
 ROPES = ["unrotated", "fixed"]
+INJECTIONS = ["positions", "kv"]
 
 
 def reference_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
@@ -46,11 +48,14 @@ def flash_reference(monkeypatch):
     monkeypatch.setattr(attention, "flash_kernel", lambda device: reference_varlen)
 
 
-def random_model(backend: str, rope: str, seed: int = 0, short_conv: int = 0) -> GPT:
-    """Two layers with every weight random (zero-init projections would hide all changes)."""
+def random_model(backend: str, rope: str, seed: int = 0, short_conv: int = 0,
+                 injection: str = "positions") -> GPT:
+    """Two layers with every weight random (zero-init projections would hide all changes); with
+    `kv` injection memory enters layer 0 only (stride 2), so layer 1 is a plain one."""
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=32, sequence_len=T,
-                    memory_slots=M, attn_backend=backend, memory_rope=rope, short_conv=short_conv)
+                    memory_slots=M, attn_backend=backend, memory_rope=rope, short_conv=short_conv,
+                    memory_injection=injection, kv_layer_stride=2)
     model = GPT(cfg)
     with torch.no_grad():
         for p in model.parameters():
@@ -88,11 +93,13 @@ def logits(model: GPT, idx, memory) -> torch.Tensor:
         return model(idx, memory=memory)
 
 
+@pytest.mark.parametrize("injection", INJECTIONS)
 @pytest.mark.parametrize("short_conv", [0, 3])  # the token convolution must keep every rule
 @pytest.mark.parametrize("rope", ROPES)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_memory_attention_properties(backend, rope, short_conv, flash_reference):
-    model, memory, idx = random_model(backend, rope, short_conv=short_conv), make_memory(), tokens()
+def test_memory_attention_properties(backend, rope, short_conv, injection, flash_reference):
+    model = random_model(backend, rope, short_conv=short_conv, injection=injection)
+    memory, idx = make_memory(), tokens()
     base = logits(model, idx, memory)
     assert torch.isfinite(base).all()
 
@@ -118,27 +125,29 @@ def test_memory_attention_properties(backend, rope, short_conv, flash_reference)
     torch.testing.assert_close(base[0], logits(model, idx, None)[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("injection", INJECTIONS)
 @pytest.mark.parametrize("rope", ROPES)
 @pytest.mark.parametrize("backend", ["flex", "flash"])
-def test_backends_agree_with_sdpa(backend, rope, flash_reference):
+def test_backends_agree_with_sdpa(backend, rope, injection, flash_reference):
     memory, idx = make_memory(), tokens()
-    reference = random_model("sdpa", rope)
-    other = random_model(backend, rope)
+    reference = random_model("sdpa", rope, injection=injection)
+    other = random_model(backend, rope, injection=injection)
     other.load_state_dict(reference.state_dict())
     for mem in (memory, None):
         torch.testing.assert_close(logits(other, idx, mem), logits(reference, idx, mem),
                                    atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("injection", INJECTIONS)
 @pytest.mark.parametrize("rope", ROPES)
 @pytest.mark.parametrize("backend", ["sdpa", "flash"])
-def test_gradients_finite_and_equal_to_sdpa(backend, rope, flash_reference):
+def test_gradients_finite_and_equal_to_sdpa(backend, rope, injection, flash_reference):
     """Row 0 has no valid slot: no NaN anywhere in the backward pass; flash matches sdpa."""
     memory, idx = make_memory(), tokens()
     targets = tokens(seed=3)
     grads = {}
     for name in ("sdpa", backend):
-        model = random_model(name, rope)
+        model = random_model(name, rope, injection=injection)
         model(idx, targets, memory).backward()
         grads[name] = {n: p.grad for n, p in model.named_parameters()}
         assert all(torch.isfinite(g).all() for g in grads[name].values())
@@ -175,3 +184,39 @@ def test_flash_needs_cuda_and_the_package():
         attention.flash_kernel(torch.device("cpu"))
     assert attention.resolve_backend("auto", torch.device("cpu")) == "sdpa"
     assert attention.resolve_backend("flex", torch.device("cpu")) == "flex"
+
+
+def reference_memory_keys(q, k, v, q_memory, k_memory, v_memory, valid, cos, sin):
+    """KBLaM's rule written out per token: one softmax over the valid slots, scored by the memory
+    query against the unrotated slot keys, and the tokens j <= i, scored by the rotary q . k."""
+    B, T_, H, D = q.shape
+    rq, rk = rotate(q, cos, sin), rotate(k, cos, sin)
+    out = torch.zeros_like(q)
+    for b in range(B):
+        slots = valid[b].nonzero().flatten()
+        for h in range(H):
+            for i in range(T_):
+                scores = torch.cat([k_memory[b, slots, h] @ q_memory[b, i, h],
+                                    rk[b, :i + 1, h] @ rq[b, i, h]]) / D ** 0.5
+                values = torch.cat([v_memory[b, slots, h], v[b, :i + 1, h]])
+                out[b, i, h] = scores.softmax(0) @ values
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memory_keys_follow_the_kblam_rule(backend, flash_reference):
+    """Tokens see every valid slot (by the memory query) and earlier tokens (by the rotary
+    query); padded slots are never seen; slots have no output. Forward only: flex has no CPU
+    backward."""
+    g = torch.Generator().manual_seed(5)
+    H, D = 2, 8
+    q, k, v, q_memory = (torch.randn(B, T, H, D, generator=g) for _ in range(4))
+    k_memory, v_memory = (torch.randn(B, M, H, D, generator=g) for _ in range(2))
+    valid = make_memory().mask
+    angles = torch.outer(torch.arange(T, dtype=torch.float32), 1.0 / 100 ** (torch.arange(D // 2) / (D // 2)))
+    cos, sin = angles.cos(), angles.sin()
+    plan = build_plan(backend, "unrotated", valid, cos, sin, cos[:1], sin[:1], batch_size=B)
+    with torch.no_grad():
+        got = attend_memory_keys(q, k, v, q_memory, k_memory, v_memory, plan)
+    expected = reference_memory_keys(q, k, v, q_memory, k_memory, v_memory, valid, cos, sin)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

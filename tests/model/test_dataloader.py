@@ -16,7 +16,7 @@ def arange_doc(n: int, recall=(), memory=()) -> TrainingDocument:
 
 
 def fact(pos, obj):
-    return {"token_pos": pos, "subject_tokens": [1], "relation_tokens": [2], "object_tokens": [obj],
+    return {"token_pos": pos, "clause_pos": pos - 1, "subject_tokens": [1], "relation_tokens": [2], "object_tokens": [obj],
             "subject_id": -1, "relation_id": -1, "object_id": -1, "negated": False,
             "functional": False}
 

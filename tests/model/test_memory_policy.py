@@ -9,7 +9,7 @@ LIVES, KNOWS = 0, 1
 
 def row(pos, s, r, o, negated=False, functional=None, ids=True):
     functional = (r == LIVES) if functional is None else functional
-    return {"token_pos": pos, "subject_tokens": [100 + s], "relation_tokens": [200 + r],
+    return {"token_pos": pos, "clause_pos": pos, "subject_tokens": [100 + s], "relation_tokens": [200 + r],
             "object_tokens": [300 + o],
             "subject_id": s if ids else -1, "relation_id": r if ids else -1,
             "object_id": o if ids else -1, "negated": negated, "functional": functional}
