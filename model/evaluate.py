@@ -50,7 +50,7 @@ def find_checkpoint(run_dir: Path, variant: str, step: int | None) -> Path:
     folder = Path(run_dir) / "checkpoints" / variant
     path = latest_checkpoint(folder) if step is None else step_folder(folder, step)
     if path is None or not path.is_dir():
-        which = "any checkpoint" if step is None else f"step {step}"
+        which = "checkpoint" if step is None else f"step {step}"
         raise FileNotFoundError(f"{folder}: no {which} of variant {variant!r} (run the train stage first)")
     return path
 

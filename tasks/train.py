@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from configs.fingerprint import config_fingerprint
+from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_section
 
 log = logging.getLogger(__name__)
@@ -25,19 +25,22 @@ STEP_LINE = re.compile(r"^step (\d+)/(\d+)\b")
 
 
 def torchrun_command(run_dir: Path, variant: str, nproc: int, resume: bool) -> list[str]:
-    """The command the train stage runs (also printed by `--dry-run`)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "model.train",
-           "--config", str(Path(run_dir) / "config.yaml"),
+    """The command the train stage runs (also printed by `--dry-run`): torchrun for several
+    processes; one process runs model.train directly (torchrun's launcher costs seconds)."""
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 f"--nproc_per_node={nproc}", "-m", "model.train"] if nproc > 1
+                else [sys.executable, "-m", "model.train"])
+    cmd = [*launcher, "--config", str(Path(run_dir) / "config.yaml"),
            "--runs-dir", str(Path(run_dir).parent), "--variant", variant]
     return cmd + (["--resume"] if resume else [])
 
 
 def checkpoint_key(cfg: RunConfig, run_dir: Path, variant: str) -> str:
-    """What checkpoints depend on: the variant's train settings and the shards they were trained
-    on."""
+    """What checkpoints depend on: the variant's train settings, the shards they were trained on
+    and the training code (a checkpoint of other code is not resumed)."""
     shards = json.loads((Path(run_dir) / "shards" / "manifest.json").read_text())
-    return config_fingerprint([stage_section(cfg, "train", variant), shards["cache_key"]])
+    return config_fingerprint([stage_section(cfg, "train", variant), shards["cache_key"],
+                               code_version(("model.train",))])
 
 
 def prepare_checkpoints(run_dir: Path, variant: str, key: str) -> bool:
