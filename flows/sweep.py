@@ -28,13 +28,15 @@ on; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from flows.pipeline import _print_table, pipeline, prepare_run_dir  # sets Prefect's environment first
+from flows.pipeline import _print_table, pipeline, run_dir_of  # sets Prefect's environment first
+from flows.process_group import reaped_children
 from prefect import flow
 
 from configs.fingerprint import config_fingerprint
@@ -44,6 +46,7 @@ from configs.sweep import (CONFIGS, POINTS, UPSTREAM, GridConfig, Point, SweepPl
                            default_sweep_name, point_run_dir, sweep_plan)
 from tasks.reuse import adopt_stages, folder_with_stage, link_tree, stage_key, stale_stages
 from tasks.stage import StageSpec, is_current, plan_stages
+from warehouse.run_lock import run_lock
 from warehouse.shard_io import write_text_atomically
 
 
@@ -106,12 +109,13 @@ def sweep_point(config: str, sweep_dir: str) -> dict[str, Any]:
     """One point: adopt what other runs of the sweep already did, run the rest of its pipeline."""
     cfg = load_config(config)
     sweep_dir_path = Path(sweep_dir)
-    run_dir = prepare_run_dir(cfg, sweep_dir_path / POINTS)
-    adopted = adopt_shared_stages(cfg, run_dir, sweep_dir_path)
-    plan = plan_stages(cfg)
-    todo = stale_stages(cfg, run_dir, plan, [s.name for s in plan])
-    if todo:
-        pipeline(config=config, runs_dir=str(sweep_dir_path / POINTS), stages=todo)
+    run_dir = run_dir_of(cfg, sweep_dir_path / POINTS)
+    with run_lock(run_dir):  # adopting writes the point's folder too
+        adopted = adopt_shared_stages(cfg, run_dir, sweep_dir_path)
+        plan = plan_stages(cfg)
+        todo = stale_stages(cfg, run_dir, plan, [s.name for s in plan])
+        if todo:
+            pipeline(config=config, runs_dir=str(sweep_dir_path / POINTS), stages=todo)
     status = "ran" if todo else ("adopted" if adopted else "cached")
     print(f"point {cfg.name}: {status}; ran {', '.join(todo) or 'nothing'}; adopted "
           f"{', '.join(f'{k} from {v}' for k, v in adopted.items()) or 'nothing'}")
@@ -242,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"at its best {grid.best_of} with {then}: up to {len(variants) * rounds} "
                       "trainings more (fewer where another point trains that already)")
         return 0
-    statuses = sweep(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
-                     sets=args.sets, name=args.name, deployment=args.deployment)
+    with reaped_children():  # nothing the sweep starts outlives it (flows/process_group.py)
+        statuses = sweep(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
+                         sets=args.sets, name=args.name, deployment=args.deployment)
     failed = {p: s for p, s in statuses.items() if s.startswith("failed")}
     for point, status in failed.items():
         print(f"error: point {point} {status}", file=sys.stderr)
@@ -251,4 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # as flows.pipeline: the last line stays ours

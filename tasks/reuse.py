@@ -3,8 +3,9 @@
 A stage's outputs are a function of its cache key (its settings, its upstream manifests and its
 code: tasks/stage.py), so when a stage of one run folder would get the key a stage already has in
 another folder, the first can take the second's outputs instead of computing them again.
-`adopt_stages` hard-links every output a manifest lists (copying across file systems) and copies
-the manifest; the warehouse, a file several stages write, is copied whole, never linked. Every
+`adopt_stages` hard-links every output file a manifest lists (copying across file systems) and
+copies the manifest; the warehouse, whose tables several stages write, is copied whole, never
+linked. Every
 writer in a run folder replaces a file by renaming a new one onto it (warehouse/shard_io.py), so
 a linked file is never changed through the other folder.
 
@@ -99,8 +100,8 @@ def adopt_stages(source_dir: Path, run_dir: Path, specs: Iterable[StageSpec],
         manifest = read_manifest(source_dir, spec)
         if manifest is None:
             raise FileNotFoundError(f"{manifest_path(source_dir, spec)}: no manifest to adopt")
-        for output in manifest.get("outputs", []):
-            if output != DB_NAME:
+        for output in manifest.get("outputs", {}):  # files; "table:<name>" come with the warehouse
+            if not output.startswith("table:") and output != DB_NAME:
                 link_tree(source_dir / output, run_dir / output)
         write_text_atomically(manifest_path(source_dir, spec).read_text(encoding="utf-8"),
                               manifest_path(run_dir, spec))
