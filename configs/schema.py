@@ -33,6 +33,8 @@ from configs.base import Section, folder_name
 from configs.sweep import SweepConfig
 from extraction.coref import CorefConfig
 
+# how many processes do a stage's work, and where: never what the work produces, so outside keys
+HOW_MANY_PROCESSES = ("workers", "task_runner", "task_runner_options")
 STAGES: tuple[str, ...] = (
     "ingest", "tokenizer", "extract", "canonicalize", "shards", "train", "evaluate", "report",
 )
@@ -128,6 +130,12 @@ class ExtractConfig(ComponentBlocks):
     # Every listed backend runs; triplet rows carry `extractor`, and train.memory_source picks one.
     backends: list[str] = ["oracle", "spacy"]
     coref: CorefConfig = CorefConfig()
+    # processes extracting shards side by side (extraction/stage.py; GPU backends: one engine per
+    # worker); inside a flow they are a Prefect task runner: `task_runner` "module:Class" names
+    # another one (e.g. "prefect_dask:DaskTaskRunner") and `task_runner_options` its arguments
+    workers: int = Field(1, ge=1, le=1024)
+    task_runner: str | None = None
+    task_runner_options: dict[str, Any] = {}
 
     @classmethod
     def components(cls) -> dict[str, type[Section] | None]:
@@ -364,16 +372,19 @@ def stage_section(cfg: RunConfig, stage: str, variant: str | None = None) -> dic
     sections = {
         "ingest": {"seed": cfg.seed, "ingest": cfg.ingest, "input_files": input_files(cfg)},
         "tokenizer": {"tokenizer": cfg.tokenizer},
-        "extract": {"extract": cfg.extract},
+        "extract": {"extract": cfg.extract.model_dump(mode="json", exclude=set(HOW_MANY_PROCESSES))},
         "canonicalize": {"canonicalize": cfg.canonicalize},
-        "shards": shards,
+        "shards": shards,  # its `workers` is taken out below
         "evaluate": {"evaluate": cfg.evaluate},
         "report": {"report": cfg.report},
     }
     if stage not in sections:
         raise KeyError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    return {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
-            for k, v in sections[stage].items()}
+    out = {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
+           for k, v in sections[stage].items()}
+    if stage == "shards":
+        out["shards"].pop("workers")
+    return out
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -13,6 +13,16 @@ shard's parquet footer carries a fingerprint of the extract config, the stage's 
 shard whose fingerprint is current and redoes the rest, so it continues from the first missing
 shard, and a changed config or docs shard never leaves stale triplets behind.
 
+Shards are independent units of work: `extract_shard` does one, in whatever process runs it.
+`run_extract` maps it over the shards that need work with `map_shards` (default: in this process
+when `extract.workers` is 1, else a pool of that many spawned processes; inside a flow the
+pipeline maps them over a Prefect task runner, tasks/extract.py), each process building its
+backends once. A backend that needs GPUs (vLLM) gets one engine per worker and the worker its own
+devices (`worker_devices`: `tensor_parallel_size` GPUs each, data parallel over the visible
+ones). `shards` restricts the work to a range of docs shards ("0:4") and skips the warehouse:
+several runs (flow runs on a work pool) can share the shards of one run folder, and a last run
+without a range finds them current and loads the warehouse.
+
 Then, in one step, the warehouse is reloaded: `triplets` (triplet_id = shard * 10^7 + row in the
 shard, so ids are stable across reruns; their canonical ids are canonicalize's table
 `canonical_ids`) and `extraction_errors`, plus the shard views. This stage writes only those two
@@ -23,9 +33,14 @@ tables.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -75,7 +90,7 @@ def read_documents(run_dir: Path, k: int) -> list[Document]:
     return [Document(d["doc_id"], d["text"], gold=gold.get(d["doc_id"], [])) for d in docs]
 
 
-def extract_shard(backends: list[Backend], docs: list[Document]) -> tuple[pa.Table, pa.Table]:
+def extract_shard_tables(backends: list[Backend], docs: list[Document]) -> tuple[pa.Table, pa.Table]:
     """Triplets of all backends and their errors, as the two shard tables."""
     triplets: list[Triplet] = []
     errors: list[tuple[str, ExtractionError]] = []
@@ -129,40 +144,139 @@ def load_warehouse(run_dir: Path) -> dict[str, Any]:
             "errors": dict(errors)}
 
 
-def run_extract(cfg: RunConfig, run_dir: Path,
-                on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Write one triplets shard per docs shard (resumable), then load the warehouse."""
-    run_dir = Path(run_dir)
+@dataclass(frozen=True)
+class ShardJob:
+    """One docs shard to extract, and the fingerprint its output shards will carry."""
+    index: int
+    fingerprint: str
+    docs: int
+
+
+MapShards = Callable[[Callable[[ShardJob], dict[str, int]], list[ShardJob]], Iterable[dict[str, int]]]
+
+_BACKENDS: dict[str, list[Backend]] = {}  # this process's backends, by extract-config fingerprint
+
+
+def process_backends(cfg: RunConfig) -> list[Backend]:
+    """The configured backends, built once per process (a model loads once per worker)."""
+    key = config_fingerprint(stage_section(cfg, "extract"))
+    if key not in _BACKENDS:
+        _BACKENDS.clear()
+        _BACKENDS[key] = [make_backend(name, cfg.extract) for name in cfg.extract.backends]
+    return _BACKENDS[key]
+
+
+def extract_shard(cfg: RunConfig, run_dir: Path, job: ShardJob) -> dict[str, int]:
+    """Write triplets (and errors) shard `job.index`; returns its row counts."""
+    docs = read_documents(run_dir, job.index)
+    table, errors = extract_shard_tables(process_backends(cfg), docs)
+    write_shard(errors, shard_path(run_dir, ERRORS_KIND, job.index), job.fingerprint)
+    write_shard(table, shard_path(run_dir, "triplets", job.index), job.fingerprint)
+    log.info("extract: shard %d: %d documents, %d triplets, %d extraction errors",
+             job.index, len(docs), table.num_rows, errors.num_rows)
+    return {"docs": len(docs), "triplets": table.num_rows, "errors": errors.num_rows}
+
+
+def shard_jobs(cfg: RunConfig, run_dir: Path, shards: range | None = None) -> tuple[list[ShardJob], int, list[int]]:
+    """(the shards that need work, documents in all selected shards, every docs shard index)."""
     docs_shards = list_shards(run_dir, "docs")
     if not docs_shards:
         raise ExtractStageError(f"{run_dir / 'docs'}: no docs shards; run the ingest stage first")
     code = code_version(("extraction.stage",))
-    total_docs = sum(pq.read_metadata(p).num_rows for p in docs_shards)
-    backends: list[Backend] | None = None  # built on the first shard that needs work
-    done = redone = 0
+    jobs, total = [], 0
     for docs_path in docs_shards:
         k = shard_index(docs_path)
-        out = shard_path(run_dir, "triplets", k)
+        if shards is not None and k not in shards:
+            continue
         fingerprint = shard_fingerprint(cfg, code, docs_path)
-        if not is_current(out, fingerprint):
-            docs = read_documents(run_dir, k)
-            if backends is None:
-                backends = [make_backend(name, cfg.extract) for name in cfg.extract.backends]
-            table, errors = extract_shard(backends, docs)
-            write_shard(errors, shard_path(run_dir, ERRORS_KIND, k), fingerprint)
-            write_shard(table, out, fingerprint)
-            log.info("extract: shard %d: %d documents, %d triplets, %d extraction errors",
-                     k, len(docs), table.num_rows, errors.num_rows)
-            redone += 1
-        done += pq.read_metadata(docs_path).num_rows
+        rows = pq.read_metadata(docs_path).num_rows
+        total += rows
+        if not is_current(shard_path(run_dir, "triplets", k), fingerprint):
+            jobs.append(ShardJob(k, fingerprint, rows))
+    return jobs, total, [shard_index(p) for p in docs_shards]
+
+
+def worker_devices(worker: int, workers: int, gpus_per_worker: int) -> str | None:
+    """CUDA_VISIBLE_DEVICES of worker `worker` (one vLLM engine each), or None without GPUs."""
+    import torch
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if not devices:
+        return None
+    if workers * gpus_per_worker > len(devices):
+        raise ExtractStageError(f"{workers} workers x {gpus_per_worker} GPUs each need "
+                                f"{workers * gpus_per_worker} GPUs, {len(devices)} are visible: "
+                                "lower extract.workers or extract.vllm.tensor_parallel_size")
+    return ",".join(devices[worker * gpus_per_worker:(worker + 1) * gpus_per_worker])
+
+
+def gpus_per_worker(cfg: RunConfig) -> int:
+    """GPUs one worker's backends use (0 for CPU-only backends)."""
+    return cfg.extract.section("vllm").tensor_parallel_size if "vllm" in cfg.extract.backends else 0
+
+
+def _claim_devices(claims: Any, workers: int, gpus: int) -> None:
+    """Pool initializer: take the next worker number and that worker's GPUs."""
+    worker = claims.get()
+    devices = worker_devices(worker, workers, gpus) if gpus else None
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+
+
+def process_pool_map(workers: int, gpus: int) -> MapShards:
+    """Map shards over `workers` spawned processes (sequentially in this one for 1 worker)."""
+    def run(work: Callable[[ShardJob], dict[str, int]], jobs: list[ShardJob]) -> Iterator[dict[str, int]]:
+        if workers <= 1 or len(jobs) <= 1:
+            yield from map(work, jobs)
+            return
+        context = multiprocessing.get_context("spawn")  # the tokenizer/spaCy threads forbid fork
+        claims = context.Queue()
+        for worker in range(workers):
+            claims.put(worker)
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+                                 initializer=_claim_devices, initargs=(claims, workers, gpus)) as pool:
+            yield from pool.map(work, jobs)
+    return run
+
+
+def parse_shard_range(text: str | None) -> range | None:
+    """"a:b" -> range(a, b) of docs shard indexes (None: every shard)."""
+    if not text:
+        return None
+    try:
+        start, stop = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ExtractStageError(f"shard range {text!r}: write START:STOP, e.g. 0:4") from None
+    if not 0 <= start < stop:
+        raise ExtractStageError(f"shard range {text!r}: need 0 <= START < STOP")
+    return range(start, stop)
+
+
+def run_extract(cfg: RunConfig, run_dir: Path,
+                on_progress: Callable[[int, int], None] | None = None,
+                map_shards: MapShards | None = None, shards: str | None = None) -> dict[str, Any]:
+    """Write one triplets shard per docs shard that needs it (resumable; see the module
+    docstring), then load the warehouse (not for a shard range)."""
+    run_dir = Path(run_dir)
+    selected = parse_shard_range(shards)
+    jobs, total_docs, all_shards = shard_jobs(cfg, run_dir, selected)
+    mapper = map_shards or process_pool_map(cfg.extract.workers, gpus_per_worker(cfg))
+    done = total_docs - sum(j.docs for j in jobs)
+    if on_progress:
+        on_progress(done, total_docs)
+    for result in mapper(partial(extract_shard, cfg, run_dir), jobs):
+        done += result["docs"]
         if on_progress:
             on_progress(done, total_docs)
+    if selected is not None:  # a share of the work: the warehouse is loaded by a full run
+        return {"outputs": [], "rows": {"docs": total_docs},
+                "counters": {"shards_extracted": len(jobs)}}
     # triplets/errors shards whose docs shard no longer exists (the corpus got smaller)
-    remove_shards_outside(run_dir, ("triplets", ERRORS_KIND), {shard_index(p) for p in docs_shards})
+    remove_shards_outside(run_dir, ("triplets", ERRORS_KIND), set(all_shards))
     loaded = load_warehouse(run_dir)
-    rows: dict[str, int] = {"docs": total_docs, "shards": len(docs_shards),
+    rows: dict[str, int] = {"docs": total_docs, "shards": len(all_shards),
                             "triplets": sum(n for n, _ in loaded["by_backend"].values())}
-    counters: dict[str, int] = {"shards_extracted": redone}  # this run's work: not a row count
+    counters: dict[str, int] = {"shards_extracted": len(jobs)}  # this run's work: not a row count
     for name in cfg.extract.backends:
         n = sum(c for e, (c, _) in loaded["by_backend"].items() if extractor_backend(e) == name)
         with_triplets = sum(d for e, (_, d) in loaded["by_backend"].items()

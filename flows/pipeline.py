@@ -25,7 +25,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from prefect import flow
+from prefect import flow, task
 
 from configs.schema import RunConfig, dump_config, load_config, load_config_or_exit
 from flows.process_group import reaped_children
@@ -43,15 +43,34 @@ def _force_set(force: list[str] | None, plan: list[StageSpec]) -> set[str]:
     return {s.name for s in select_stages(plan, force)} if force else set()
 
 
+SHARD_RANGE_STAGES = ["extract"]
+
+
 @flow(name="pipeline", log_prints=True)
 def pipeline(config: str, runs_dir: str = "runs", stages: list[str] | None = None,
-             force: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Run the selected stages of the run `config` describes (all by default)."""
+             force: list[str] | None = None, shards: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run the selected stages of the run `config` describes (all by default); with `shards`
+    ("0:4"), extract that range of docs shards only (see extraction/stage.py)."""
     cfg = load_config(config)
     run_dir = run_dir_of(cfg, runs_dir)
+    if shards is not None:
+        if stages != SHARD_RANGE_STAGES:
+            raise ValueError("a shard range runs the extract stage alone: --stages extract --shards A:B")
+        with run_lock(run_dir, shared=True):  # other shard ranges may run beside it
+            return {"extract": extract_shard_range(cfg, str(run_dir), shards)}
     with run_lock(run_dir):
         write_text_atomically(dump_config(cfg), run_dir / "config.yaml")
         return _run_stages(cfg, run_dir, stages, force)
+
+
+@task(name="extract-shard-range")
+def extract_shard_range(cfg: RunConfig, run_dir: str, shards: str) -> dict[str, Any]:
+    """Extract one range of docs shards (no manifest, no warehouse: a later full run loads it)."""
+    from tasks.extract import extract_with_task_runner
+    t0 = time.perf_counter()
+    result = extract_with_task_runner(cfg, Path(run_dir), shards=shards)
+    return {"status": f"ran shards {shards}", "seconds": round(time.perf_counter() - t0, 1),
+            "rows": {**result["rows"], **result["counters"]}}
 
 
 def _run_stages(cfg: RunConfig, run_dir: Path, stages: list[str] | None,
@@ -137,9 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages", help="comma-separated stages to run (default: all)")
     ap.add_argument("--force", help="comma-separated stages to rerun even if cached")
     ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    ap.add_argument("--shards", metavar="START:STOP",
+                    help="with --stages extract: extract these docs shards only (several such "
+                         "runs may share a run folder; a full run then loads the warehouse)")
     args = ap.parse_args(argv)
     cfg = load_config_or_exit(args.config)
     stages, force = _csv_list(args.stages), _csv_list(args.force)
+    if args.shards is not None and (stages != SHARD_RANGE_STAGES or force or args.dry_run):
+        print("error: --shards goes with --stages extract alone (no --force, no --dry-run)",
+              file=sys.stderr)
+        return 2
     try:
         select_stages(plan_stages(cfg), (stages or []) + (force or []))
     except ValueError as err:
@@ -153,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        with run_lock(run_dir_of(cfg, args.runs_dir)), reaped_children():
+        with run_lock(run_dir_of(cfg, args.runs_dir), shared=args.shards is not None), \
+                reaped_children():
             # refused here, before Prefect starts; nothing started outlives this command
             summary = pipeline(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
-                               stages=stages, force=force)
+                               stages=stages, force=force, shards=args.shards)
     except RunLocked as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

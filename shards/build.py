@@ -217,8 +217,7 @@ def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
     with pa.ipc.new_stream(sink, triplets.schema) as writer:
         writer.write_table(triplets)
     inputs["triplets"] = hashlib.sha256(sink.getvalue()).hexdigest()
-    settings = stage_section(cfg, "shards")
-    settings["shards"].pop("workers")  # how many processes build a shard never changes it
+    settings = stage_section(cfg, "shards")  # without `workers`: it never changes a shard
     return config_fingerprint({"settings": settings, "tokenizer": tokenizer_id,
                                "code": code_version(("shards.build",)), **inputs})
 

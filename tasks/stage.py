@@ -57,7 +57,7 @@ class StageDef:
 STAGE_TABLE: tuple[StageDef, ...] = (
     StageDef("ingest", "corpora.ingest:run_ingest", ()),
     StageDef("tokenizer", "model.tokenizer:run_tokenizer", ("ingest",)),
-    StageDef("extract", "extraction.stage:run_extract", ("ingest",)),
+    StageDef("extract", "tasks.extract:extract_with_task_runner", ("ingest",)),
     StageDef("canonicalize", "extraction.canonicalize:run_canonicalize", ("extract",)),
     StageDef("shards", "shards.build:run_shards", ("tokenizer", "canonicalize")),
     StageDef("train", "tasks.train:train_variant", ("shards",), code=("model.train",)),

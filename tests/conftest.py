@@ -84,3 +84,30 @@ def toy_run_builder():
 def toy_run(tmp_path):
     """A function(num_docs, facts, model, **train) -> (config path, runs dir) in tmp_path."""
     return lambda num_docs=60, **kwargs: build_toy_run(tmp_path, num_docs, **kwargs)
+
+
+# ---------------------------------------------------------------- what a run holds
+
+@pytest.fixture(scope="session")
+def content_of():
+    """`run_content`, for tests that compare what two runs hold."""
+    return run_content
+
+
+def run_content(run_dir: Path) -> dict[str, str]:
+    """Content fingerprint of every shard and warehouse table of a run (stage_runs, a history,
+    aside): two runs that hold the same data compare equal."""
+    import hashlib
+    from warehouse.contracts import SHARD_KINDS, TABLE_WRITERS
+    from warehouse.db import connect, table_fingerprint
+    from warehouse.shard_io import list_shards
+    out = {p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+           for kind in SHARD_KINDS for p in list_shards(run_dir, kind)}
+    con = connect(run_dir, read_only=True)
+    try:
+        for table in TABLE_WRITERS:
+            if table != "stage_runs":
+                out[f"table:{table}"] = str(table_fingerprint(con, table))
+    finally:
+        con.close()
+    return out

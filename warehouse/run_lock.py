@@ -4,7 +4,10 @@
         ...every stage...
 
 The lock is `flock` on the file (released by the kernel when the holding process dies, however
-it dies), and the file says who holds it: PID, host, command and start time. A second run fails
+it dies), and the file says who holds it: PID, host, command and start time. Runs that only add
+shards of their own (extraction of a shard range, several at once on a work pool) take it shared
+(`shared=True`, each noting itself in `.lock-shared/<pid>.json`): they exclude a whole run, not
+each other. A second run fails
 at once with one line naming the holder; a lock file left by a killed run is taken over, with a
 log line naming the dead holder. The pipeline flow (also as a deployment run) and every stage's
 own CLI take it; readers (`python -m warehouse.sql`) do not.
@@ -26,6 +29,7 @@ from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
+SHARED_HOLDERS = ".lock-shared"  # one file per holder of the shared lock, named by its PID
 _HELD: dict[Path, int] = {}  # run folders this process holds: a nested run_lock is a no-op
 
 
@@ -67,8 +71,27 @@ def _describe(holder: dict[str, Any] | None) -> str:
             f"since {holder.get('started', '?')})")
 
 
+def _holders(run_dir: Path) -> str:
+    """Who holds the lock: the exclusive holder, or the shared ones."""
+    shared = []
+    for path in sorted((run_dir / SHARED_HOLDERS).glob("*.json")):
+        try:
+            shared.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    if shared:
+        return "; ".join(_describe(h) for h in shared)
+    return _describe(lock_holder(run_dir))
+
+
+def _me() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "command": " ".join(["python", *sys.orig_argv[1:]])[:200],
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, shared: bool = False) -> Iterator[None]:
     """Hold the run folder's lock for the duration (see the module docstring)."""
     run_dir = Path(run_dir).resolve()
     if run_dir in _HELD:  # the CLI took it, then the flow it starts asks again
@@ -82,24 +105,31 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLocked(f"{run_dir} is in use by another run: {_describe(lock_holder(run_dir))}; "
+            raise RunLocked(f"{run_dir} is in use by another run: {_holders(run_dir)}; "
                             "wait for it to finish or stop it") from None
-        previous = lock_holder(run_dir)
-        if previous:
-            log.warning("taking over the lock of %s left by %s, which is not running",
-                        run_dir, _describe(previous))
-        holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "command": " ".join(["python", *sys.orig_argv[1:]])[:200],
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        if shared:
+            note = run_dir / SHARED_HOLDERS / f"{os.getpid()}.json"
+            note.parent.mkdir(exist_ok=True)
+            note.write_text(json.dumps(_me()), encoding="utf-8")
+        else:
+            previous = lock_holder(run_dir)
+            if previous:
+                log.warning("taking over the lock of %s left by %s, which is not running",
+                            run_dir, _describe(previous))
+            for stale in (run_dir / SHARED_HOLDERS).glob("*.json"):  # shared holders that died
+                stale.unlink(missing_ok=True)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(_me()).encode(), 0)
         _HELD[run_dir] = 1
         try:
             yield
         finally:
             del _HELD[run_dir]
-            os.ftruncate(fd, 0)  # an empty file: released cleanly
+            if shared:
+                note.unlink(missing_ok=True)
+            else:
+                os.ftruncate(fd, 0)  # an empty file: released cleanly
     finally:
         os.close(fd)  # closing releases the flock

@@ -17,9 +17,6 @@ import pytest
 import yaml
 
 from flows.process_group import carrying
-from warehouse.contracts import SHARD_KINDS, TABLE_WRITERS
-from warehouse.db import connect, table_fingerprint
-from warehouse.shard_io import list_shards
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {
@@ -27,7 +24,7 @@ SMALL = {
     "ingest": {"source": "synthetic", "docs_per_shard": 20,
                "synthetic": {"num_docs": 40, "min_distance": 20, "max_distance": 40}},
     "tokenizer": {"vocab_size": 300},
-    "extract": {"backends": ["oracle", "spacy"]},
+    "extract": {"backends": ["oracle", "spacy"], "workers": 2},  # shards over 2 processes
     "model": {"depth": 1, "n_embd": 32, "n_head": 2, "sequence_len": 32, "memory_slots": 8},
     "train": {"variants": ["window", "triplet"], "steps": 30, "device_batch_size": 4,
               "checkpoint_every": 10},
@@ -38,24 +35,21 @@ STAGES = ["ingest", "tokenizer", "extract", "canonicalize", "shards", "train-win
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
 
-def content(run: Path) -> dict[str, str]:
-    """Content fingerprint of every shard, table (stage_runs, a history, aside), evaluation,
+@pytest.fixture
+def content(content_of):
+    """Content fingerprint of every shard and table (tests/conftest.py run_content), evaluation,
     training log and final checkpoint file of a run."""
+    return lambda run: {**content_of(run), **_run_files(run)}
+
+
+def _run_files(run: Path) -> dict[str, str]:
     out = {}
-    files = [p for kind in SHARD_KINDS for p in list_shards(run, kind)]
-    files += sorted((run / "eval").glob("*.json"))
+    files = sorted((run / "eval").glob("*.json"))
     files += sorted(p for p in (run / "train").glob("*.jsonl") if not p.name.endswith(".speed.jsonl"))
     for variant in SMALL["train"]["variants"]:
         files += sorted((run / "checkpoints" / variant / "step_000030").iterdir())
     for path in files:
         out[path.relative_to(run).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    con = connect(run, read_only=True)
-    try:
-        for table in TABLE_WRITERS:
-            if table != "stage_runs":
-                out[f"table:{table}"] = str(table_fingerprint(con, table))
-    finally:
-        con.close()
     return out
 
 
@@ -126,7 +120,8 @@ def uninterrupted(config, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_kill_9_during_every_stage_then_rerun_gives_the_same_run(config, uninterrupted, tmp_path):
+def test_kill_9_during_every_stage_then_rerun_gives_the_same_run(config, uninterrupted, tmp_path,
+                                                              content):
     runs, log = tmp_path / "runs", tmp_path / "cli.log"
     landed = []
     for stage in STAGES:
@@ -169,7 +164,7 @@ def test_two_runs_at_once_the_second_fails_naming_the_first(config, tmp_path):
         assert first.wait(timeout=60) != 0
 
 
-def test_a_cut_off_output_shard_is_rebuilt(config, uninterrupted, tmp_path):
+def test_a_cut_off_output_shard_is_rebuilt(config, uninterrupted, tmp_path, content):
     run = tmp_path / "runs" / "faults"
     shutil.copytree(uninterrupted, run)
     path = run / "triplets" / "shard_00001.parquet"
@@ -181,7 +176,7 @@ def test_a_cut_off_output_shard_is_rebuilt(config, uninterrupted, tmp_path):
     assert content(run) == content(uninterrupted)
 
 
-def test_rerunning_extract_keeps_canonical_ids_and_memory(config, uninterrupted, tmp_path):
+def test_rerunning_extract_keeps_canonical_ids_and_memory(config, uninterrupted, tmp_path, content):
     run = tmp_path / "runs" / "faults"
     shutil.copytree(uninterrupted, run)
     for _ in range(2):

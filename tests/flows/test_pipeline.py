@@ -1,4 +1,5 @@
 """The Prefect spine end to end on real stages: caching, reruns, --force, --dry-run, the CLI."""
+import re
 import subprocess
 import sys
 import time
@@ -95,3 +96,24 @@ def test_cli_refuses_stage_without_upstream(tmp_path):
     assert "stage 'tokenizer' needs stage 'ingest'" in proc.stderr
     proc, _ = _cli("--config", config, "--stages", "tokenise", "--dry-run")
     assert proc.returncode == 2 and "unknown stage 'tokenise'" in proc.stderr
+
+
+def test_shard_ranges_share_a_run_folder_and_a_whole_run_loads_the_warehouse(tmp_path):
+    config = _write(tmp_path / "small.yaml", {**SMALL, "extract": {"backends": ["oracle"]},
+                                              "ingest": {**SMALL["ingest"], "docs_per_shard": 10}})
+    runs = str(tmp_path / "runs")
+    proc, _ = _cli("--config", config, "--runs-dir", runs, "--stages", "ingest")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ranges = [subprocess.Popen([sys.executable, "-m", "flows.pipeline", "--config", config,
+                                "--runs-dir", runs, "--stages", "extract", "--shards", r],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for r in ("0:3", "3:6")]  # at the same time: the shared lock lets both in
+    outs = [p.communicate(timeout=600) for p in ranges]
+    assert [p.returncode for p in ranges] == [0, 0], [e[-2000:] for _, e in outs]
+    assert all("ran shards" in o for o, _ in outs)
+    shards = sorted(p.name for p in (tmp_path / "runs" / "small" / "triplets").glob("shard_*"))
+    assert shards == [f"shard_{k:05d}.parquet" for k in range(6)]
+    proc, _ = _cli("--config", config, "--runs-dir", runs, "--stages", "extract")
+    assert proc.returncode == 0 and re.search(r"^extract\s+ran\b.*'triplets': 1\d\d\d", proc.stdout, re.M)
+    bad, _ = _cli("--config", config, "--runs-dir", runs, "--shards", "0:2")
+    assert bad.returncode == 2 and "--shards goes with --stages extract alone" in bad.stderr
