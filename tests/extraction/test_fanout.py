@@ -1,6 +1,5 @@
 """Extraction fanned out: shards over worker processes, over a Prefect task runner in a flow,
 or as shard ranges; every way writes exactly the shards and tables of one process."""
-import dataclasses
 
 import pytest
 
