@@ -220,6 +220,7 @@ class TrainConfig(Section):
     chunk_tokens: int | None = Field(None, ge=1, le=2**20)
     text_uncut: bool = False  # `text` variant: write every kept fact, not only the last M tokens
     compile: bool = False
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     seed: int = 1337
     wandb: WandbConfig = WandbConfig()
 

@@ -172,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
+        from model.resources import plan_lines, training_plan
         _print_table(dry_run(cfg, args.config, args.runs_dir, stages, force), ["stage", "status", "command"])
+        print(f"\ntraining plan per variant ({cfg.train.steps} steps; one process's memory at "
+              f"device_batch_size {cfg.train.device_batch_size}; estimates: model/resources.py)")
+        print("\n".join(plan_lines([training_plan(cfg, v) for v in cfg.train.variants],
+                                   cfg.train.nproc_per_node)))
         return 0
     problem = missing_upstream(cfg, args.runs_dir, stages)
     if problem:

@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import sys
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,6 +38,7 @@ from model.checkpoint import latest_checkpoint, load_weights, step_folder
 from model.dataloader import (Batch, TrainingDocument, document_windows, load_training_documents,
                               make_batch)
 from model.gpt import GPT, GPTConfig
+from model.precision import autocast_for
 from model.tokenizer import load_run_tokenizer
 from model.variants import WindowSpec, variant_of
 
@@ -171,7 +171,7 @@ def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = 
     docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
     token_bytes = torch.tensor(load_run_tokenizer(run_dir).token_bytes(), device=device)
     windows = document_windows(docs, spec.window_len)[: cfg.evaluate.max_windows]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = autocast_for(device, meta["config"]["train"].get("precision", "auto"))
     totals = Totals()
     for i in range(0, len(windows), cfg.evaluate.batch_size):
         batch = make_batch(docs, windows[i:i + cfg.evaluate.batch_size], spec).to(device)

@@ -1,5 +1,7 @@
 """What a training run needs, computed from the config alone (nothing is allocated).
 
+    plan = training_plan(cfg, "triplet")               # one variant: the dry run prints these
+
     n = parameter_count(gpt_cfg)                          # exact, = sum of GPT(gpt_cfg)'s numel
     est = training_memory(gpt_cfg, batch=16, backend="sdpa")   # bytes by part (an estimate)
 
@@ -11,7 +13,8 @@
   and v, widened for `unrotated` memory, the attention output, the MLP's 4x hidden twice), about
   ACTIVATION_FLOATS floats of width n_embd, at 4 bytes (2 under bf16 autocast); plus the attention
   scores a materializing backend keeps (sdpa with a mask: heads x positions^2, twice);
-- `logits`: the fp32 logits over the padded vocabulary, softcapped and their softmax gradient.
+- `logits`: the fp32 logits over the padded vocabulary, softcapped and their softmax gradient;
+- `framework`: what the framework allocates for itself at the first backward.
 Memory slots count as positions. The figure is an estimate: BENCHMARKS.md compares it with
 measured peaks. The config check uses it to refuse a run that cannot fit the machine.
 """
@@ -20,29 +23,32 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+LARGEST_GPU_NAME = "the largest GPU"
 LARGEST_GPU_BYTES = 192 * 2**30  # the most memory one GPU has (B200), for GPU configs checked here
-ACTIVATION_FLOATS = 22  # per layer per position, in units of n_embd (see the module docstring)
+# Per layer and position, in units of n_embd: what backward keeps plus the gradients alive at its
+# peak; fitted to peak RSS of training steps on CPU (BENCHMARKS.md "Resource plan").
+ACTIVATION_FLOATS = 34
 LOGIT_COPIES = 3  # fp32 logits, their softcapped value, their gradient
+FRAMEWORK_BYTES = 200 * 2**20  # the framework's own buffers at the first backward (CPU, measured)
+
+
+def _meta_model(cfg):
+    """GPT(cfg) with every tensor on the meta device: shapes only, nothing allocated."""
+    import torch
+    from model.gpt import GPT
+    with torch.device("meta"):
+        return GPT(cfg)
 
 
 def parameter_count(cfg) -> int:
-    """Parameters of GPT(cfg) (a model.gpt.GPTConfig), counted from its shapes."""
-    C, V, L = cfg.n_embd, cfg.padded_vocab_size, cfg.n_layer
-    block = 4 * C * C + 8 * C * C + (C * cfg.short_conv)
-    head = 0 if cfg.tie_embeddings else V * C
-    encoder = 0
-    if cfg.memory_slots > 0:
-        tables = cfg.max_surface_len * C if cfg.triplet_encoder == "tokens" \
-            else 2 * (cfg.id_buckets + 1) * C
-        encoder = tables + 2 * C + cfg.age_buckets * C + 16 * C * C + 4 * C * C
-    return V * C + head + L * block + encoder
+    """Parameters of GPT(cfg) (a model.gpt.GPTConfig), counted on a meta-device model."""
+    return sum(p.numel() for p in _meta_model(cfg).parameters())
 
 
 def adam_parameter_count(cfg) -> int:
     """Parameters AdamW trains (everything but the hidden matrices Muon trains)."""
-    C, L = cfg.n_embd, cfg.n_layer
-    muon = L * 12 * C * C + (20 * C * C if cfg.memory_slots > 0 else 0)
-    return parameter_count(cfg) - muon
+    groups = _meta_model(cfg).param_groups()
+    return sum(p.numel() for name, params in groups.items() if name != "matrix" for p in params)
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,12 @@ class MemoryEstimate:
     optimizer: int
     activations: int
     logits: int
+    framework: int = FRAMEWORK_BYTES
 
     @property
     def total(self) -> int:
-        return self.weights + self.grads + self.optimizer + self.activations + self.logits
+        return (self.weights + self.grads + self.optimizer + self.activations + self.logits
+                + self.framework)
 
 
 def training_memory(cfg, batch: int, backend: str, bf16: bool = False) -> MemoryEstimate:
@@ -89,4 +97,92 @@ def device_memory(device: str) -> tuple[str, int | None]:
             return "this machine", None
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0).total_memory
-    return "the largest GPU", LARGEST_GPU_BYTES
+    return LARGEST_GPU_NAME, LARGEST_GPU_BYTES
+
+
+# Throughput measured on a device class (BENCHMARKS.md has the runs): model FLOPs per second a
+# training step achieves, so the hours of another model size on that device follow. Only what
+# was measured here is listed; a device without an entry gets no hours.
+MEASURED_FLOPS_PER_S = {
+    # configs/tiny.yaml's `triplet` on the 2-core CPU container: this plan's 4.28e12 FLOPs (800
+    # steps of 16 x (64 + 16) positions) in 102.8 s (BENCHMARKS.md "End to end"). A model this
+    # small is bound by per-step overhead, so bigger models will do better than this on a CPU.
+    "this machine": ("2-core CPU, from the demo's train-triplet", 4.28e12 / 102.8),
+}
+REFERENCE_GPU = ("H100 80 GB", 80 * 2**30, 989e12)  # name, memory, dense bf16 peak
+REFERENCE_MFU = 0.41  # nanochat's reported d12 MFU on H100 (REFERENCE.md), not measured here
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    variant: str
+    parameters: int
+    window_tokens: int  # target tokens trained on (steps x tokens per step)
+    positions_per_sequence: int  # window + prefix + memory slots
+    flops: float
+    memory: MemoryEstimate  # one process, at train.device_batch_size
+    memory_share: float  # the memory slots' share of it
+    device: str
+    device_bytes: int | None
+    hours: float | None  # from a measured throughput on this device, else None
+
+
+def training_plan(cfg, variant: str) -> TrainingPlan:
+    """Parameters, tokens, FLOPs, memory and (where measured) time of training `variant`."""
+    from dataclasses import replace
+    from model.variants import gpt_config, window_spec
+    model_cfg = gpt_config(cfg, variant, cfg.tokenizer.vocab_size)
+    spec = window_spec(cfg, variant)
+    device, available = device_memory(cfg.train.device)
+    on_gpu = device != "this machine"
+    backend = "flash" if on_gpu else "sdpa"
+    batch, T = cfg.train.device_batch_size, cfg.model.sequence_len
+    sequences = (cfg.train.total_batch_size // T if cfg.train.total_batch_size
+                 else batch * cfg.train.nproc_per_node)
+    positions = spec.context_len + model_cfg.memory_slots
+    flops_per_position = _meta_model(model_cfg).estimate_flops_per_token(positions)
+    flops = flops_per_position * positions * sequences * cfg.train.steps
+    memory = training_memory(model_cfg, batch, backend, bf16=on_gpu)
+    without = training_memory(replace(model_cfg, memory_slots=0), batch, backend, bf16=on_gpu)
+    # the slots' share of what the step itself needs (the framework's own buffers aside)
+    measured = MEASURED_FLOPS_PER_S.get(device)
+    return TrainingPlan(
+        variant=variant, parameters=parameter_count(model_cfg),
+        window_tokens=sequences * T * cfg.train.steps, positions_per_sequence=positions,
+        flops=flops, memory=memory,
+        memory_share=1 - (without.total - FRAMEWORK_BYTES) / (memory.total - FRAMEWORK_BYTES),
+        device=device, device_bytes=available,
+        hours=flops / measured[1] / 3600 if measured else None)
+
+
+def plan_lines(plans: list[TrainingPlan], nproc: int) -> list[str]:
+    """The dry run's training plan: a table, then a line per warning."""
+    def count(n: float) -> str:
+        for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if n >= size:
+                return f"{n / size:.1f}{unit}"
+        return f"{n:.0f}"
+    rows = [["variant", "params", "tokens", "positions", "FLOPs", "memory/process", "weights",
+             "optimizer", "activations", "logits", "slots' share", "time"]]
+    warnings = []
+    for p in plans:
+        m = p.memory
+        if p.hours is not None:
+            time = f"{p.hours:.2f} h ({MEASURED_FLOPS_PER_S[p.device][0]})"
+        else:
+            gpu, _, peak = REFERENCE_GPU
+            where = "a GPU here" if p.device == LARGEST_GPU_NAME else p.device
+            time = (f"not measured on {where}; ~{p.flops / (REFERENCE_MFU * peak * nproc) / 3600:.2f} h "
+                    f"on {nproc} {gpu} at {REFERENCE_MFU:.0%} MFU (nanochat's)")
+        rows.append([p.variant, count(p.parameters), count(p.window_tokens),
+                     str(p.positions_per_sequence), f"{p.flops:.2e}", gigabytes(m.total),
+                     gigabytes(m.weights), gigabytes(m.optimizer), gigabytes(m.activations),
+                     gigabytes(m.logits), f"{p.memory_share:.1%}", time])
+        gpu, gpu_bytes, _ = REFERENCE_GPU
+        if p.device != "this machine" and m.total > gpu_bytes:
+            warnings.append(f"warning: {p.variant} needs about {gigabytes(m.total)} per process, "
+                            f"more than an {gpu}'s {gigabytes(gpu_bytes)}: lower "
+                            "train.device_batch_size (and raise total_batch_size's accumulation)")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return lines + warnings

@@ -3,7 +3,8 @@
     torchrun --standalone --nproc_per_node=2 -m model.train --config configs/tiny.yaml --variant triplet
     python -m model.train --config configs/tiny.yaml --variant window --steps 50   # one process
 
-DDP over gloo (CPU) or nccl (GPU); bf16 autocast on GPU; optional torch.compile (train.compile);
+DDP over gloo (CPU) or nccl (GPU); bf16 autocast on GPU (train.precision; bf16 on CPU too when
+asked); optional torch.compile (train.compile);
 gradient accumulation up to `train.total_batch_size` window tokens per step. A checkpoint is
 written every `train.checkpoint_every` steps and at the end (model/checkpoint.py); `--resume`
 continues from the highest valid one exactly where it stopped (weights, optimizer, each rank's
@@ -42,6 +43,7 @@ from model.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, sav
 from model.dataloader import Batch, WindowLoader, load_training_documents
 from model.gpt import GPT
 from model.optim import build_optimizers, lr_multiplier, set_learning_rates
+from model.precision import autocast_for
 from model.tokenizer import load_run_tokenizer
 from model.variants import gpt_config, prepared_spec, variant_of
 from warehouse.shard_io import write_text_atomically
@@ -203,7 +205,7 @@ def _train(cfg: RunConfig, run_dir: Path, variant: str, resume: bool, stop: int,
         if world_size > 1 else model
     if cfg.train.compile:
         forward = torch.compile(forward)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = autocast_for(device, cfg.train.precision)
     peak = peak_flops(device)
     flops_per_position = model.estimate_flops_per_token()
     tokens_per_step = cfg.train.device_batch_size * cfg.model.sequence_len * accum * world_size
