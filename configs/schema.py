@@ -99,6 +99,8 @@ class IngestConfig(ComponentBlocks):
     source: str = "synthetic"
     docs_per_shard: int = Field(256, ge=1, le=1_000_000)
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    # documents shorter are dropped (`short_doc`): memory needs context evicted past the window
+    min_chars: int = Field(0, ge=0, le=10**8)
 
     @classmethod
     def components(cls) -> dict[str, type[Section] | None]:

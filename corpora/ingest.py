@@ -13,7 +13,9 @@ that survive (schemas in warehouse/contracts.py):
 
 Drops, counted by name and logged one line each, never a crash: `empty_doc` (empty or whitespace
 only), `invalid_utf8` (bytes that do not decode, or a str with lone surrogates), `duplicate_id`
-(the first document with an id is kept). split is "val" when the first 8 bytes of
+(the first document with an id is kept), `short_doc` (fewer than `ingest.min_chars` characters:
+a document shorter than two windows leaves its memory nothing evicted to hold; counted, never
+logged one by one). split is "val" when the first 8 bytes of
 sha256(doc_id), as a fraction of 2**64, fall below `ingest.val_fraction`, so it never changes.
 
 Resume: every shard is written atomically, gold/recall before docs, so a docs shard on disk means
@@ -51,7 +53,7 @@ from warehouse.shard_io import (is_current, list_shards, remove_shards_outside, 
 log = logging.getLogger(__name__)
 
 INGEST_KINDS = ("docs", *SIDE_KINDS)
-DROP_REASONS = ("empty_doc", "invalid_utf8", "duplicate_id")
+DROP_REASONS = ("empty_doc", "invalid_utf8", "duplicate_id", "short_doc")
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -79,16 +81,20 @@ def _valid_text(text: str | bytes) -> str | None:
         return None
 
 
-def clean_documents(docs: Iterable[Document], counters: Counter[str]) -> Iterator[Document]:
-    """Documents with valid, non-empty str text and unique ids; drops are counted in `counters`."""
+def clean_documents(docs: Iterable[Document], counters: Counter[str],
+                    min_chars: int = 0) -> Iterator[Document]:
+    """Documents with valid, non-empty str text of at least `min_chars` characters and unique
+    ids; drops are counted in `counters`."""
     seen: set[str] = set()
     for doc in docs:
         text = _valid_text(doc.text)
         reason = ("invalid_utf8" if text is None else "empty_doc" if not text.strip()
+                  else "short_doc" if len(text) < min_chars
                   else "duplicate_id" if doc.doc_id in seen else None)
         if reason:
             counters[reason] += 1
-            log.warning("ingest: skipping document %r: %s", doc.doc_id, reason)
+            if reason != "short_doc":  # a length filter drops most of a web corpus: no line each
+                log.warning("ingest: skipping document %r: %s", doc.doc_id, reason)
             continue
         seen.add(doc.doc_id)
         yield doc if text is doc.text else dataclasses.replace(doc, text=text)
@@ -139,7 +145,7 @@ def run_ingest(cfg: RunConfig, run_dir: Path,
     counters: Counter[str] = Counter({reason: 0 for reason in DROP_REASONS})
     remove_temp_files(run_dir, INGEST_KINDS)
     done = num_shards = gold_rows = recall_rows = 0
-    cleaned = clean_documents(documents, counters)
+    cleaned = clean_documents(documents, counters, ing.min_chars)
     shards = iter(lambda: list(islice(cleaned, ing.docs_per_shard)), [])  # lists of docs_per_shard
     for k, docs in enumerate(shards):
         counts = {"docs": len(docs), "gold": sum(len(d.gold) for d in docs),

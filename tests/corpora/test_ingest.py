@@ -57,7 +57,8 @@ def test_synthetic_ingest_writes_parallel_shards_and_the_documents_table(tmp_pat
     assert result["rows"] == {"documents": 30, "shards": 4,
                               "gold_triplets": sum(len(d.gold) for d in docs),
                               "recalls": sum(len(d.recalls) for d in docs)}
-    assert result["counters"] == {"empty_doc": 0, "invalid_utf8": 0, "duplicate_id": 0}
+    assert result["counters"] == {"empty_doc": 0, "invalid_utf8": 0, "duplicate_id": 0,
+                                  "short_doc": 0}
     assert progress[-1] == (30, 30) and [d for d, _ in progress[:4]] == [8, 16, 24, 30]
     assert len(result["outputs"]) == 12 and all((tmp_path / p).is_file() for p in result["outputs"])
     by_id = {d.doc_id: d for d in docs}
@@ -128,7 +129,8 @@ def test_parquet_source_counts_and_skips_empty_invalid_and_duplicate_docs(tmp_pa
         "parquet": {"paths": [str(data)], "id_column": "id", "url_column": "link"}}})
     with caplog.at_level(logging.WARNING, logger="corpora.ingest"):
         result = run_ingest(cfg, tmp_path / "run")
-    assert result["counters"] == {"empty_doc": 2, "invalid_utf8": 1, "duplicate_id": 1}
+    assert result["counters"] == {"empty_doc": 2, "invalid_utf8": 1, "duplicate_id": 1,
+                                  "short_doc": 0}
     assert result["rows"]["documents"] == 2 and result["rows"]["shards"] == 1
     assert not (tmp_path / "run" / "gold").exists() and not (tmp_path / "run" / "recall").exists()
     rows = documents(tmp_path / "run")
@@ -146,6 +148,17 @@ def test_lone_surrogates_count_as_invalid_utf8():
                Document("z", "more", "parquet")]
     assert [r.doc_id for r in clean_documents(records, counters)] == ["x", "z"]
     assert counters == {"invalid_utf8": 1}
+
+
+def test_documents_shorter_than_min_chars_are_counted_as_short_doc_not_logged_each(caplog):
+    counters = Counter()
+    records = [Document("a", "x" * 99, "parquet"), Document("b", "y" * 100, "parquet"),
+               Document("c", "", "parquet"), Document("d", "z" * 5, "parquet")]
+    with caplog.at_level(logging.WARNING, logger="corpora.ingest"):
+        kept = [r.doc_id for r in clean_documents(records, counters, min_chars=100)]
+    assert kept == ["b"]
+    assert counters == {"short_doc": 2, "empty_doc": 1}  # empty wins over short
+    assert [m for m in caplog.messages if "short_doc" in m] == []
 
 
 def test_a_source_with_no_valid_document_fails_with_one_line(tmp_path):
