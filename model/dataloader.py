@@ -131,10 +131,35 @@ def _read_memory(run_dir: Path, index: int, doc_ids: pa.ChunkedArray,
     return by_doc
 
 
+def window_starts(n_tokens: int, window_len: int) -> range:
+    """The start of every window of a document of `n_tokens` tokens (`<|bos|>` included)."""
+    return range(0, n_tokens - 1, window_len)
+
+
 def document_windows(docs: Sequence[TrainingDocument], window_len: int) -> np.ndarray:
     """(doc_index, window_start) of every window, in document order: int64 [N, 2]."""
-    pairs = [(d, s) for d, doc in enumerate(docs) for s in range(0, len(doc.tokens) - 1, window_len)]
+    pairs = [(d, s) for d, doc in enumerate(docs) for s in window_starts(len(doc.tokens), window_len)]
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def evicted_context(doc_tokens: np.ndarray, window_len: int) -> dict[str, float | int]:
+    """What lies before the windows of documents of `doc_tokens` tokens each: the context a
+    memory can hold. A window starting at s has s tokens evicted (the first window none).
+
+    {"documents", "share_documents_with_evicted", "windows", "windows_with_evicted",
+     "share_with_evicted",
+     "evicted_tokens_mean", "evicted_tokens_median"} (mean and median over every window)."""
+    n = np.asarray(doc_tokens, dtype=np.int64)
+    windows = -(-np.maximum(n - 1, 0) // window_len)  # len(window_starts(n, T)) per document
+    total = int(windows.sum())
+    evicted = window_len * np.concatenate([np.arange(w) for w in windows] or [np.zeros(0, int)])
+    return {"documents": int(len(n)),
+            "share_documents_with_evicted": round(float((windows > 1).mean()), 4) if len(n) else 0.0,
+            "windows": total,
+            "windows_with_evicted": int(np.maximum(windows - 1, 0).sum()),
+            "share_with_evicted": round(float((evicted > 0).mean()), 4) if total else 0.0,
+            "evicted_tokens_mean": round(float(evicted.mean()), 1) if total else 0.0,
+            "evicted_tokens_median": float(np.median(evicted)) if total else 0.0}
 
 
 def make_batch(docs: Sequence[TrainingDocument], windows: np.ndarray, spec: WindowSpec) -> Batch:

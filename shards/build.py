@@ -28,7 +28,9 @@ Memory shards are written before tokens shards. Both footers carry a fingerprint
 was built from (the stage's settings and code, the tokenizer, docs/recall shard k and its
 triplets): a rerun (after a kill, say) skips shard k when both exist with the current
 fingerprint and rebuilds the rest, so a changed input never leaves a stale shard behind. Finally
-the `tokens_shards` and `memory_shards` warehouse views are (re)registered.
+the `tokens_shards` and `memory_shards` warehouse views are (re)registered, and the manifest's
+`stats.evicted_context` says per split what share of the T-token training windows have context
+evicted before them and how many tokens (mean, median): what any memory could hold.
 
     python -m shards.build --config configs/tiny.yaml --run runs/tiny [--force] [--workers N]
 """
@@ -52,6 +54,7 @@ import pyarrow.parquet as pq
 
 from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_section
+from model.dataloader import evicted_context
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
 from shards.recall import gold_recall_spans, real_text_recall_spans
 from shards.spans import char_span_tokens, tokenize_docs, token_pos
@@ -287,7 +290,24 @@ def run_shards(cfg: RunConfig, run_dir: Path,
     finally:
         con.close()
     outputs = [str(shard_path(Path(), kind, k)) for kind in ("tokens", "memory") for k in docs_shards]
-    return {"outputs": outputs, "rows": dict(rows), "counters": dict(counters)}
+    return {"outputs": outputs, "rows": dict(rows), "counters": dict(counters),
+            "stats": {"evicted_context": window_stats(run_dir, docs_shards, cfg.model.sequence_len)}}
+
+
+def window_stats(run_dir: Path, docs_shards: list[int], window_len: int) -> dict[str, Any]:
+    """Per split, how many training windows have context evicted before them and how much
+    (model.dataloader.evicted_context): a corpus of documents shorter than two windows gives
+    every memory variant nothing to hold."""
+    lengths: dict[str, list[np.ndarray]] = defaultdict(list)
+    for k in docs_shards:
+        shard = pq.read_table(shard_path(run_dir, "tokens", k), columns=["split", "tokens"])
+        n = pc.list_value_length(shard.column("tokens")).to_numpy(zero_copy_only=False)
+        split = shard.column("split").to_numpy(zero_copy_only=False)
+        for name in np.unique(split):
+            lengths[str(name)].append(n[split == name])
+    return {"window_len": window_len,
+            **{name: evicted_context(np.concatenate(parts), window_len)
+               for name, parts in sorted(lengths.items())}}
 
 
 def main() -> None:

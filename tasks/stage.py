@@ -246,6 +246,7 @@ def write_manifest(run_dir: Path, spec: StageSpec, key: str, upstream: dict[str,
         "outputs": output_fingerprints(run_dir, spec, result.get("outputs", [])),
         "rows": result.get("rows", {}),
         "counters": result.get("counters", {}),
+        "stats": result.get("stats", {}),
         "seconds": round(seconds, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.dataloader import (TrainingDocument, WindowLoader, document_windows,
+from model.dataloader import (TrainingDocument, WindowLoader, document_windows, evicted_context,
                               load_training_documents, make_batch)
 from model.variants import WindowSpec
 from model.memory import memory_rows
@@ -27,6 +27,21 @@ def test_windows_cover_every_target_once():
     batch = make_batch(docs, document_windows(docs, 4), WindowSpec("window", 4, 2, 8))
     targets = batch.targets[batch.targets >= 0].tolist()
     assert targets == list(range(1001, 1010)) + list(range(1001, 1009))
+
+
+def test_evicted_context_counts_the_tokens_before_each_window_of_the_loader():
+    lengths = [1, 2, 5, 9, 10, 33]  # <|bos|> only, one target, ..., several windows
+    docs = [arange_doc(n) for n in lengths]
+    starts = document_windows(docs, 4)[:, 1]
+    stats = evicted_context(np.array(lengths), 4)
+    assert stats["documents"] == 6 and stats["share_documents_with_evicted"] == round(3 / 6, 4)
+    assert stats["windows"] == len(starts) == 1 + 1 + 2 + 3 + 8
+    assert stats["windows_with_evicted"] == int((starts > 0).sum()) == 1 + 2 + 7
+    assert stats["share_with_evicted"] == round(float((starts > 0).mean()), 4)
+    assert stats["evicted_tokens_mean"] == round(float(starts.mean()), 1)
+    assert stats["evicted_tokens_median"] == float(np.median(starts))
+    assert evicted_context(np.array([3, 4]), 64)["share_with_evicted"] == 0.0
+    assert evicted_context(np.array([], dtype=int), 64)["windows"] == 0
 
 
 def test_each_variant_has_its_context_and_the_same_targets():

@@ -1,11 +1,13 @@
 """The shards stage: token_pos mapping, recall spans (gold and heuristic), memory rows, resume."""
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from configs.schema import parse_config
+from model.dataloader import evicted_context
 from model.tokenizer import TOKENIZER_FILE, train_tokenizer
 from shards.build import run_shards
 from shards.recall import real_text_recall_spans
@@ -106,6 +108,15 @@ def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
     assert result["rows"]["recall_spans"] == 6
     assert sorted(result["outputs"]) == sorted(
         [f"{kind}/shard_{k:05d}.parquet" for kind in ("tokens", "memory") for k in range(3)])
+
+    evicted = result["stats"]["evicted_context"]
+    lengths = pa.concat_tables(pq.read_table(shard_path(run, "tokens", k)) for k in range(3))
+    by_split = {}
+    for row in lengths.to_pylist():
+        by_split.setdefault(row["split"], []).append(len(row["tokens"]))
+    assert evicted == {"window_len": cfg.model.sequence_len,
+                       **{split: evicted_context(np.array(n), cfg.model.sequence_len)
+                          for split, n in by_split.items()}}
 
     tokens = pq.read_table(shard_path(run, "tokens", 1))
     assert tokens.schema.equals(TOKENS_SCHEMA)

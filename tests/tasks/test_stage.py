@@ -71,7 +71,9 @@ def test_manifest_round_trip_and_currency(tmp_path):
     assert up == {"ingest": manifest_fingerprint(manifest)}
     # timings and modification times do not change what downstream stages see
     again = write_manifest(tmp_path, ingest, key, {}, {
-        "outputs": ["docs/shard_00000.parquet"], "rows": {"documents": 3}}, 99.0)
+        "outputs": ["docs/shard_00000.parquet"], "rows": {"documents": 3},
+        "stats": {"evicted_context": {"window_len": 64}}}, 99.0)
+    assert read_manifest(tmp_path, ingest)["stats"] == {"evicted_context": {"window_len": 64}}
     os.utime(shard, ns=(1, 1))
     assert manifest_fingerprint(again) == manifest_fingerprint(manifest)
     assert is_current(tmp_path, ingest, key)  # touched, same content
