@@ -5,8 +5,9 @@
     python -m engine evaluate-live --run runs/tiny
 
 A trained model reads a document in windows of T tokens and sees what came before only through
-its variant's context: memory slots, or raw tokens (model/variants.py). The engine keeps that
-contract while it generates past the window: it holds a KV cache for the current window, slides
+its variant's context: memory slots (as positions, or as some layers' keys/values), or tokens
+before the window (model/variants.py). The engine keeps that contract, for every variant of the
+table, while it generates past the window: it holds a KV cache for the current window, slides
 the window by whole chunks, and hands the text that leaves it to an extraction sidecar, whose
 triplets go through the pipeline's own canonicalization and memory policy, so the memory a model
 reads live is the memory it read offline for the same text.

@@ -8,12 +8,17 @@ with a KV cache per window and a live memory.
 
 Windows are those of training and evaluation (model/dataloader.py): the window holding document
 token i starts at s = (i // T) * T; its context is the variant's prefix (`Variant.prefix`, tokens
-before s) and memory (`Variant.memory`, slots of the rows stated before s), read from the variant
-table and never from its name. When the next token falls past the window, the window slides by a
-whole T: the evicted tokens go to the extraction sidecar (engine/sidecar.py), the engine waits
-at most `budget` seconds for their memory, and the cache is rebuilt for the new window (prefix
-and memory once, then tokens one at a time). Memory that arrives later joins at the next update
-(before every generated token, and between chat turns): when it changes the window's slots,
+placed before the window) and memory (`Variant.memory`, slots the model reads as its
+`memory_injection` says), read from the variant table and never from its name, built from the
+live document (`live_document`: every token so far, and the memory rows with their clause spans),
+so a builder that reads evicted tokens (pooled chunks, stating sentences, clauses) or rows
+(triplets, facts written as text) sees what it saw in training; the window spec from the
+checkpoint carries what the builders took from the run (chunk size, marker tokens). When the
+next token falls past the window, the window slides by a whole T: the evicted tokens go to the
+extraction sidecar (engine/sidecar.py), the engine waits at most `budget` seconds for their
+memory, and the cache is rebuilt for the new window (memory once, then prefix and tokens).
+Memory that arrives later joins at the next update (before every generated token, and between
+chat turns): when it changes the window's context (its slots, or a prefix built from the rows),
 every cached key/value is stale (engine/kv_cache.py), so the window is recomputed;
 `EngineStats` counts and times those rebuilds.
 """
@@ -31,7 +36,7 @@ from engine.kv_cache import WindowCache
 from model.dataloader import TrainingDocument
 from model.gpt import GPT
 from model.memory import MemoryRow, Slot, collate_memory
-from model.variants import WindowSpec, variant_of
+from model.variants import Variant, WindowSpec, variant_of
 
 if TYPE_CHECKING:
     from engine.live_memory import MemoryState
@@ -59,14 +64,36 @@ class Generated:
     """One generated token, the slots it could attend to, and (with explain) how much it did."""
     token: int
     slots: list[Slot]
-    memory_weights: Tensor | None  # [len(slots)], mean over heads and layers
+    memory_weights: Tensor | None  # [len(slots)], mean over heads and the layers that read memory
+
+
+@dataclass
+class WindowContext:
+    """What a variant puts before one window: token ids (no loss on them) and memory slots."""
+    prefix: list[int] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
+
+
+def window_context(variant: Variant, doc: TrainingDocument, window_start: int,
+                   spec: WindowSpec) -> WindowContext:
+    """The context `variant`'s builders give the window of `doc` starting at `window_start`
+    (model/dataloader.py `make_batch` puts the same before the window)."""
+    prefix = variant.prefix(doc, window_start, spec).tolist() if variant.prefix is not None else []
+    has_slots = variant.memory is not None and spec.memory_slots > 0
+    return WindowContext(prefix, variant.memory(doc, window_start, spec) if has_slots else [])
+
+
+def live_document(tokens: Sequence[int], rows: Sequence[MemoryRow]) -> TrainingDocument:
+    """A document being read, as the variant builders read one: its tokens so far and the
+    memory rows of what it stated (model.memory.memory_rows order, clause spans included)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    return TrainingDocument("live", tokens, np.zeros(len(tokens), dtype=bool), [], list(rows))
 
 
 @dataclass
 class _Window:
     start: int
-    slots: list[Slot] = field(default_factory=list)
-    prefix_len: int = 0
+    context: WindowContext = field(default_factory=WindowContext)
 
 
 class Engine:
@@ -147,30 +174,21 @@ class Engine:
         self._rebuild()
         self.stats.window_rebuild_seconds += time.perf_counter() - started
 
-    def _document(self) -> TrainingDocument:
-        """The document so far, as the variant builders read it."""
-        tokens = np.asarray(self.tokens, dtype=np.int64)
-        rows = [] if self.memory is None else self.memory.rows
-        return TrainingDocument("live", tokens, np.zeros(len(tokens), dtype=bool), [], rows)
-
-    def _window_slots(self) -> list[Slot]:
-        if not self.uses_memory:
-            return []
-        return self.variant.memory(self._document(), self.window.start, self.spec)
+    def _context(self) -> WindowContext:
+        """The current window's context, built from the document so far and the memory rows."""
+        return window_context(self.variant, live_document(self.tokens, self.rows), self.window.start,
+                              self.spec)
 
     def _rebuild(self) -> None:
-        """A fresh cache for the current window: memory slots, prefix, then its tokens so far."""
+        """A fresh cache for the current window: memory slots, then prefix and its tokens so far."""
         window = self.window
-        window.slots = self._window_slots()
-        memory = (collate_memory([window.slots], len(window.slots), self.spec.surface_len)
-                  if window.slots else None)
+        window.context = self._context()
+        slots = window.context.slots
+        memory = collate_memory([slots], len(slots), self.spec.surface_len) if slots else None
         self.cache = WindowCache(self.model, memory, self.spec.context_len)
-        prefix = (self.variant.prefix(self._document(), window.start, self.spec).tolist()
-                  if self.variant.prefix is not None else [])
-        window.prefix_len = len(prefix)
-        context = prefix + self.tokens[window.start:]
-        if context:
-            self._forward(context, new=False)
+        sequence = window.context.prefix + self.tokens[window.start:]
+        if sequence:
+            self._forward(sequence, new=False)
 
     # ------------------------------------------------------------ memory
 
@@ -183,9 +201,10 @@ class Engine:
         return state is not None and self.set_memory(state)
 
     def set_memory(self, memory: "MemoryState") -> bool:
-        """Replace the memory rows; the window is recomputed when its slots change."""
+        """Replace the memory rows; the window is recomputed when its context (slots or prefix)
+        changes."""
         self.memory = memory
-        if self.window is None or self._window_slots() == self.window.slots:
+        if self.window is None or self._context() == self.window.context:
             return False
         started = time.perf_counter()
         self._rebuild()
@@ -196,7 +215,12 @@ class Engine:
     @property
     def slots(self) -> list[Slot]:
         """The current window's memory slots, oldest first."""
-        return [] if self.window is None else self.window.slots
+        return [] if self.window is None else self.window.context.slots
+
+    @property
+    def prefix(self) -> list[int]:
+        """The token ids the variant put before the current window."""
+        return [] if self.window is None else self.window.context.prefix
 
     @property
     def rows(self) -> list[MemoryRow]:

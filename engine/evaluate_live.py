@@ -10,7 +10,10 @@ engine, teacher-forced, one window at a time: when a window starts, the sidecar 
 evicted text and the memory policy builds the slots, then the window's tokens go through the KV
 cache. The windows, targets and metrics are offline's (`model.evaluate.Totals` over the same
 windows of the same documents, `evaluate.max_windows` of them), so the two differ only where the
-live memory differs from the offline one, which `memory_equal_windows` counts. By default the
+live memory differs from the offline one: `memory_equal_windows` counts the windows whose live
+context (the variant's slots and prefix, engine.engine `window_context`) is the offline one.
+Every variant of the table runs; one that reads no memory rows needs no extraction and equals
+offline in every window. By default the
 engine waits for each extraction (`budget` None); with a budget, `extraction_late` counts the
 windows that started before their memory was ready.
 
@@ -30,10 +33,10 @@ import numpy as np
 import torch
 
 from configs.schema import load_config
+from engine.engine import window_context
 from engine.session import open_session
 from model.dataloader import document_windows, make_batch
 from model.evaluate import Totals, evaluate_variant, val_documents
-from model.memory import collate_memory
 from model.variants import variant_of
 
 
@@ -86,7 +89,7 @@ def evaluate_live(run_dir: Path, variant: str = "triplet", *, extractor: str = "
 
 def _replay(session, trained_source: str, memory: str, max_windows: int | None) -> tuple[dict, int]:
     """Totals of the engine's teacher-forced logits over the offline windows, and in how many
-    windows the live slots equal the offline ones."""
+    windows the live context equals the offline one."""
     engine = session.engine
     spec = engine.spec
     docs = val_documents(session.run_dir, spec.variant, memory, trained_source)
@@ -100,14 +103,14 @@ def _replay(session, trained_source: str, memory: str, max_windows: int | None) 
             logits = engine.start(doc.tokens[:end].tolist())
         else:
             logits = engine.feed(doc.tokens[s:end].tolist())
-        batch = make_batch(docs, np.array([[d, s]]), spec).to(engine.device)
+        # the window as the engine read it: the offline targets after the live context (its
+        # prefix and slots, which may differ from the offline ones in length and count)
+        live = replace(doc, memory=engine.rows)
+        batch = make_batch([live], np.array([[0, s]]), spec).to(engine.device)
         padded = torch.zeros(1, batch.inputs.shape[1], logits.shape[-1], device=engine.device)
-        padded[0, engine.window.prefix_len:] = logits
-        equal += engine.slots == (engine.variant.memory(doc, s, spec) if engine.uses_memory else [])
-        if batch.memory is not None:  # count the slots the engine used, not the offline ones
-            live_memory = collate_memory([engine.slots], spec.memory_slots, spec.surface_len)
-            batch = replace(batch, memory=live_memory.to(engine.device))
-        totals.add(batch, padded, token_bytes, docs, spec.window_len)
+        padded[0, len(engine.prefix):] = logits
+        equal += engine.window.context == window_context(engine.variant, doc, s, spec)
+        totals.add(batch, padded, token_bytes, [live], spec.window_len)
     return totals.result(), equal
 
 

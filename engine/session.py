@@ -27,12 +27,14 @@ import torch
 
 from configs.schema import CanonicalizeConfig, ExtractConfig
 from engine.engine import Engine, Generated, Sampler
+from engine.kv_cache import memory_layers
 from engine.live_memory import LiveMemory, MemoryFileError, RunVocabulary, read_memories, save_memory
 from engine.sidecar import Sidecar
 from extraction.registry import BACKENDS, make_backend
 from model.checkpoint import latest_checkpoint
 from model.evaluate import find_checkpoint, load_model
-from model.memory import Slot
+from model.gpt import GPTConfig
+from model.memory import UNKNOWN_IDS, Slot
 from model.tokenizer import TextTokenizer, load_run_tokenizer
 from model.variants import variant_of
 
@@ -105,20 +107,36 @@ def open_session(run_dir: Path, variant: str, *, step: int | None = None, extrac
 # ---------------------------------------------------------------- what the CLI prints
 
 def slot_text(tok: TextTokenizer, slot: Slot) -> str:
-    """(subject, relation, object) as text, `not` before a negated relation."""
+    """(subject, relation, object) as text, `not` before a negated relation; a slot without
+    canonical ids is a stretch of text cut in three parts (model.memory.text_slot: a pooled chunk,
+    a stating sentence), shown as that text."""
+    if slot.ids == UNKNOWN_IDS:
+        return repr(tok.decode([*slot.subject, *slot.relation, *slot.object]))
     s, r, o = (tok.decode(list(part)).strip() for part in (slot.subject, slot.relation, slot.object))
     return f"({s}, {'not ' if slot.negated else ''}{r}, {o})"
 
 
 def memory_lines(session: Session) -> list[str]:
+    """The current window's context: its memory slots, and the tokens its variant put before it."""
     engine = session.engine
-    if not engine.uses_memory:
-        return [f"memory: variant {engine.spec.variant!r} has none"]
-    slots = engine.slots
-    lines = [f"memory: {len(slots)} of {engine.spec.memory_slots} slots, window from token "
-             f"{engine.window.start if engine.window else 0}"]
-    lines += [f"  {i:2d}. {slot_text(session.tok, s)}  age {s.age}" for i, s in enumerate(slots, 1)]
-    return lines
+    start = engine.window.start if engine.window else 0
+    lines = []
+    if engine.uses_memory:
+        slots = engine.slots
+        lines.append(f"memory: {len(slots)} of {engine.spec.memory_slots} slots, window from token {start}")
+        lines += [f"  {i:2d}. {slot_text(session.tok, s)}  age {s.age}" for i, s in enumerate(slots, 1)]
+    if engine.variant.prefix is not None:
+        lines.append(f"prefix: {len(engine.prefix)} tokens before the window from token {start}: "
+                     f"{session.tok.decode(engine.prefix)!r}")
+    return lines or [f"memory: variant {engine.spec.variant!r} has none"]
+
+
+def explain_header(cfg: GPTConfig, top: int) -> str:
+    """What the explain lines average over: the heads, and the layers that read memory slots."""
+    layers = memory_layers(cfg)
+    which = ("layers" if len(layers) in (0, cfg.n_layer) else
+             f"layers {', '.join(map(str, layers))} of {cfg.n_layer}, the ones that read memory")
+    return f"explain: attention on memory per generated token (mean over heads and {which}), top {top} slots"
 
 
 def explain_line(tok: TextTokenizer, step: Generated, top: int) -> str:
@@ -153,8 +171,7 @@ def _stream(session: Session, max_new_tokens: int, sample: Sampler, out: TextIO,
 def _report(session: Session, steps: list[Generated], out: TextIO, show_memory: bool,
             explain: bool, explain_top: int) -> None:
     if explain:
-        out.write(f"explain: attention on memory per generated token (mean over heads and layers), "
-                  f"top {explain_top} slots\n")
+        out.write(explain_header(session.engine.model.config, explain_top) + "\n")
         out.writelines(explain_line(session.tok, s, explain_top) + "\n" for s in steps)
     if show_memory:
         out.writelines(line + "\n" for line in memory_lines(session))

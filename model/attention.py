@@ -227,17 +227,29 @@ def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan) -> Tensor:
     return run_backend(q, k, v, plan)
 
 
+def place_memory_keys(k_memory: Tensor) -> Tensor:
+    """Slot keys [B, M, H, D] of the `kv` injection, never rotated, widened to [k_memory, 0]."""
+    return torch.cat([k_memory, torch.zeros_like(k_memory)], dim=-1)
+
+
+def place_tokens_beside_memory_keys(q: Tensor, k: Tensor, q_memory: Tensor, cos: Tensor,
+                                    sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Token q, k, q_memory [B, T, H, D] beside `kv` slot keys, at the positions of cos/sin:
+    [q_memory, rot(q)] / [0, rot(k)]. A KV-cached decoder places its tokens with this."""
+    k = rotate(k, cos, sin)
+    return torch.cat([q_memory, rotate(q, cos, sin)], dim=-1), torch.cat([torch.zeros_like(k), k], dim=-1)
+
+
 def attend_memory_keys(q: Tensor, k: Tensor, v: Tensor, q_memory: Tensor, k_memory: Tensor,
                        v_memory: Tensor, plan: AttentionPlan) -> Tensor:
     """Tokens attending to memory keys and to each other (module docstring): q, k, v, q_memory
     [B, T, H, D] the tokens' projections (QK-normed, not rotated), k_memory, v_memory [B, M, H, D]
     the slots'; `plan` is built for the M slots. Returns the tokens' outputs [B, T, H, D]."""
     M = k_memory.shape[1]
-    q, k = rotate(q, plan.cos, plan.sin), rotate(k, plan.cos, plan.sin)
-    none = torch.zeros_like(k_memory)
-    queries = torch.cat([torch.cat([none, none], dim=-1), torch.cat([q_memory, q], dim=-1)], dim=1)
-    keys = torch.cat([torch.cat([k_memory, none], dim=-1),
-                      torch.cat([torch.zeros_like(k), k], dim=-1)], dim=1)
+    q, k = place_tokens_beside_memory_keys(q, k, q_memory, plan.cos, plan.sin)
+    memory_keys = place_memory_keys(k_memory)
+    queries = torch.cat([torch.zeros_like(memory_keys), q], dim=1)  # slots attend to nothing
+    keys = torch.cat([memory_keys, k], dim=1)
     y = run_backend(queries, keys, torch.cat([v_memory, v], dim=1), plan)
     return y[:, M:]
 

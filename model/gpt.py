@@ -192,13 +192,17 @@ class CausalSelfAttention(nn.Module):
         k = norm(self.c_k(x).view(shape)) * QK_SCALE
         return q, k, self.c_v(x).view(shape)
 
-    def project_memory_keys(self, x: Tensor, memory: MemoryKeys) -> tuple[Tensor, Tensor, Tensor]:
-        """The `kv` layer's memory query of x and the memory's keys and values, [B, *, H, D]."""
+    def memory_query(self, x: Tensor) -> Tensor:
+        """The `kv` layer's memory query of x [B, S, C] (QK-normed, never rotated): [B, S, H, D]."""
         B, S, _ = x.shape
-        slots = (B, memory.keys.shape[1], self.n_head, self.head_dim)
-        q_memory = norm(self.c_q_memory(x).view(B, S, self.n_head, self.head_dim)) * QK_SCALE
-        k_memory = norm(self.c_k_memory(memory.keys).view(slots)) * QK_SCALE
-        return q_memory, k_memory, self.c_v_memory(memory.values).view(slots)
+        return norm(self.c_q_memory(x).view(B, S, self.n_head, self.head_dim)) * QK_SCALE
+
+    def memory_keys_values(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """The `kv` layer's keys and values of the slots' keys / values [B, M, C]: [B, M, H, D]
+        each. They depend on the memory alone (a KV-cached decoder computes them once)."""
+        slots = (*keys.shape[:2], self.n_head, self.head_dim)
+        return (norm(self.c_k_memory(keys).view(slots)) * QK_SCALE,
+                self.c_v_memory(values).view(slots))
 
     def forward(self, x: Tensor, plan: AttentionPlan, memory: MemoryKeys | None = None) -> Tensor:
         B, S, C = x.shape
@@ -206,8 +210,9 @@ class CausalSelfAttention(nn.Module):
         if memory is None:
             y = attention.attend(q, k, v, plan)
         else:
-            y = attention.attend_memory_keys(q, k, v, *self.project_memory_keys(x, memory),
-                                             memory.plan)
+            y = attention.attend_memory_keys(
+                q, k, v, self.memory_query(x), *self.memory_keys_values(memory.keys, memory.values),
+                memory.plan)
         return self.c_proj(y.reshape(B, S, C))
 
 

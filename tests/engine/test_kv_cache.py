@@ -1,11 +1,11 @@
 """The cached forward equals the uncached one (prefill, then one token at a time), for every way
-the model places memory and with the short convolution; explain weights are the attention mass
-on memory that the uncached forward's own attention gives."""
+the model places memory (positions with either rotary placement, and `kv` keys in some or all
+layers) and with the short convolution; explain weights are the attention mass on memory that the
+uncached forward's own attention gives, averaged over the layers that read memory."""
 import pytest
 import torch
 
 from engine.kv_cache import WindowCache
-from model import attention
 from model.gpt import GPT, GPTConfig
 from model.memory import Slot, collate_memory
 
@@ -26,6 +26,13 @@ def random_model(**config) -> GPT:
     return model
 
 
+# every way the model places memory: slots as positions (two rotary placements), or as the keys /
+# values of layer 0 of 2 (the other layer attends over tokens only) or of every layer
+PLACEMENTS = {"unrotated": {"memory_rope": "unrotated"}, "fixed": {"memory_rope": "fixed"},
+              "kv_layer_0": {"memory_injection": "kv", "kv_layer_stride": 2},
+              "kv_every_layer": {"memory_injection": "kv", "kv_layer_stride": 1}}
+
+
 def cached_logits(model: GPT, memory, idx: torch.Tensor, prefill: int) -> torch.Tensor:
     cache = WindowCache(model, memory, capacity=idx.shape[1])
     out = [cache.forward(idx[:, :prefill])[0]]
@@ -33,11 +40,11 @@ def cached_logits(model: GPT, memory, idx: torch.Tensor, prefill: int) -> torch.
     return torch.cat(out, dim=1)
 
 
-@pytest.mark.parametrize("memory_rope", ["unrotated", "fixed"])
+@pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("short_conv", [0, 3])
 @pytest.mark.parametrize("tie_embeddings", [False, True])
-def test_cached_forward_equals_the_uncached_one(memory_rope, short_conv, tie_embeddings):
-    model = random_model(memory_rope=memory_rope, short_conv=short_conv, tie_embeddings=tie_embeddings)
+def test_cached_forward_equals_the_uncached_one(placement, short_conv, tie_embeddings):
+    model = random_model(**PLACEMENTS[placement], short_conv=short_conv, tie_embeddings=tie_embeddings)
     idx = torch.randint(0, 97, (1, 14), generator=torch.Generator().manual_seed(1))
     padded = collate_memory([SLOTS], 4, 4)  # one invalid slot: the cache takes valid ones only
     reference = model(idx, memory=padded)
@@ -67,28 +74,11 @@ def test_the_cache_refuses_more_tokens_than_it_holds_and_invalid_slots():
         WindowCache(model, collate_memory([SLOTS], 4, 4), 4)
 
 
-@pytest.mark.parametrize("memory_rope", ["unrotated", "fixed"])
-def test_explain_weights_sum_to_the_attention_mass_on_memory(monkeypatch, memory_rope):
-    model = random_model(memory_rope=memory_rope, short_conv=3)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_explain_weights_sum_to_the_attention_mass_on_memory(memory_mass, placement):
+    model = random_model(**PLACEMENTS[placement], short_conv=3)
     idx = torch.randint(0, 97, (1, 10), generator=torch.Generator().manual_seed(3))
-    padded = collate_memory([SLOTS], 4, 4)
-
-    # the uncached forward's own attention inputs, layer by layer (the real `attend` still runs)
-    seen = []
-    real_attend = attention.attend
-
-    def recording_attend(q, k, v, plan):
-        seen.append((q, k, plan))
-        return real_attend(q, k, v, plan)
-    monkeypatch.setattr(attention, "attend", recording_attend)
-    reference = model(idx, memory=padded)
-    mass = torch.zeros(idx.shape[1])
-    for q, k, plan in seen:
-        q, k = attention.place_rotary(q, k, plan)
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / plan.head_dim ** 0.5
-        allowed = attention.sdpa_mask(plan.valid, plan.num_tokens)
-        probs = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
-        mass += probs[0, :, plan.num_memory:, :plan.num_memory].sum(-1).mean(0) / len(seen)
+    reference, mass = memory_mass(model, idx, collate_memory([SLOTS], 4, 4))
 
     cache = WindowCache(model, collate_memory([SLOTS], 3, 4), capacity=10)
     logits, weights = cache.forward(idx[:, :4], explain=True)

@@ -5,12 +5,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.engine import live_document, window_context
 from engine.live_memory import (LiveMemory, MemoryFileError, RunVocabulary, kept_triplets,
                                 read_memories, read_memory, save_memory)
 from extraction.registry import make_backend
 from model.dataloader import load_training_documents
 from model.memory import build_window_memory, kept_rows
 from model.tokenizer import load_run_tokenizer
+from model.variants import VARIANTS, prepared_spec
 from warehouse.contracts import TRIPLET_SCHEMA, Triplet
 from warehouse.db import connect
 
@@ -26,9 +28,14 @@ def test_live_memory_equals_the_offline_memory_of_every_window(story_run, live):
     # Equal but for spaCy's sentence boundaries, which can depend on the text after the window:
     # offline, a sentence was parsed together with the next ("... knows Thekair Cill.\n\nBy
     # then, ... Failoth."), so its fact joins the offline memory one sentence late (2 of 207).
+    # The same holds for the context of every variant built from memory rows (their stating
+    # clauses included: the live rows' clause spans are the offline ones).
     cfg, run_dir = story_run
     T, M = cfg.model.sequence_len, cfg.model.memory_slots
+    from_rows = {name: prepared_spec(cfg, name, run_dir) for name in VARIANTS
+                 if VARIANTS[name].reads_memory_rows}
     windows, equal, nonempty = 0, 0, 0
+    contexts_equal = dict.fromkeys(from_rows, 0)
     for split in ("train", "val"):
         for doc in load_training_documents(run_dir, split, "spacy"):
             for start in range(T, len(doc.tokens) - 1, T):
@@ -37,8 +44,14 @@ def test_live_memory_equals_the_offline_memory_of_every_window(story_run, live):
                 equal += build_window_memory(state.rows, start, M) == offline
                 windows += 1
                 nonempty += bool(offline)
+                now = live_document(doc.tokens[:start], state.rows)
+                for name, spec in from_rows.items():
+                    contexts_equal[name] += (window_context(VARIANTS[name], now, start, spec) ==
+                                             window_context(VARIANTS[name], doc, start, spec))
     assert windows >= 200 and nonempty >= 0.8 * windows
     assert equal >= windows - 2
+    assert {"sentences", "selected_raw", "text"} <= set(from_rows)
+    assert all(n >= windows - 2 for n in contexts_equal.values()), (windows, contexts_equal)
 
 
 def test_names_the_run_knows_keep_its_ids_and_new_ones_get_new_ids(story_run):

@@ -8,6 +8,7 @@ import pytest
 
 from engine.__main__ import main
 from engine.live_memory import read_memory
+from model.variants import VARIANTS
 
 PROMPT = ("Mara Quell was born in Orvane. Mara Quell works at Tessaly Labs. Ilsa Brandt lives in "
           "Lethull. Ilsa Brandt is a baker. Later, the weeks went by. Tam Orrin was born in Kess. "
@@ -93,8 +94,39 @@ def test_evaluate_live_reports_live_next_to_offline_with_n(story_run, capsys):
     assert "30 val windows" in out and "live memory = offline memory in" in out
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_generates_shows_its_context_and_evaluates_live(story_run, prompt_file,
+                                                                      capsys, variant):
+    _, run_dir = story_run
+    entry = VARIANTS[variant]
+    code, out, err = run_cli(capsys, "generate", "--run", run_dir, "--variant", variant,
+                             "--prompt-file", prompt_file, "--max-new-tokens", 3, "--temperature", 0,
+                             "--show-memory", "--explain", "--extraction-budget", 30)
+    assert code == 0, err
+    lines = out.splitlines()
+    explained = lines[lines.index(next(l for l in lines if l.startswith("explain:"))) + 1:][:3]
+    assert len(explained) == 3 and all(" memory " in l for l in explained)
+    memory = [l for l in lines if l.startswith("memory: ")]
+    assert bool(memory and "of 8 slots, window from token" in memory[0]) == (entry.memory is not None)
+    prefix = [l for l in lines if l.startswith("prefix: ")]
+    assert bool(prefix and "tokens before the window from token" in prefix[0]) == (entry.prefix is not None)
+    if entry.memory is None and entry.prefix is None:
+        assert memory == [f"memory: variant {variant!r} has none"]
+
+    code, out, err = run_cli(capsys, "evaluate-live", "--run", run_dir, "--variant", variant,
+                             "--max-windows", 12)
+    assert code == 0, err
+    offline, live = ([c.strip() for c in row.split("|")[2:-1]] for row in out.splitlines()
+                     if row.startswith(("| offline", "| live")))
+    assert offline[1] == live[1] and offline[3] == live[3]  # the same spans and tokens: the same n
+    equal = int(out.split("live memory = offline memory in ")[1].split()[0])
+    if not entry.reads_memory_rows:  # no extraction: the same context, the same figures
+        assert equal == 12 and offline == live
+    else:
+        assert equal >= 10
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--variant", "raw"], "variant 'raw' is not trained here (trained: triplet, window)"),
     (["--variant", "nope"], "unknown training variant 'nope'"),
     (["--extractor", "oracle"], "extractor 'oracle' hands back gold triplets"),
     (["--variant", "window", "--memory-from", "x.parquet"], "variant 'window' has no triplet memory"),
@@ -116,8 +148,12 @@ def test_runs_without_checkpoints_empty_prompts_and_wrong_memory_files_fail_in_o
     empty.write_text("  \n")
     wrong = tmp_path / "wrong.parquet"
     shutil.copy(next((run_dir / "tokens").glob("shard_*.parquet")), wrong)  # a tokens shard
+    partial = tmp_path / "partial"  # a run that trained one variant
+    shutil.copytree(run_dir / "checkpoints" / "window", partial / "checkpoints" / "window")
     cases = [
         (["generate", "--run", bare, "--prompt-file", prompt_file], f"{bare}: no checkpoints"),
+        (["generate", "--run", partial, "--prompt-file", prompt_file, "--variant", "raw"],
+         "variant 'raw' is not trained here (trained: window)"),
         (["chat", "--run", tmp_path / "nowhere"], "no run folder here"),
         (["generate", "--run", run_dir, "--prompt-file", empty], "the prompt is empty"),
         (["generate", "--run", run_dir, "--prompt-file", tmp_path / "no.txt"], "no such prompt file"),
