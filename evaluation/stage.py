@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from configs.fingerprint import code_version, config_fingerprint
+from configs.fingerprint import code_version, config_fingerprint, file_content_hash
 from configs.schema import RunConfig, stage_main
 from evaluation.extraction_quality import extraction_quality, extraction_rows
 from evaluation.metrics import EXTRACTION_ABLATION, Metrics, model_rows
@@ -77,14 +77,15 @@ def record_metrics(cfg: RunConfig, run_dir: Path, rows: list[dict[str, Any]]) ->
 
 def evaluation_key(cfg: RunConfig, run_dir: Path, variant: str, ablation: str, code: str) -> str:
     """What one evaluation's figures depend on: the checkpoint it reads (its meta, and its weights
-    file, which any retraining replaces), the ablation, the evaluate settings that change figures,
-    and the evaluation code (`code`)."""
+    file's content: a resumed training that writes the same weights evaluates the same), the
+    ablation, the evaluate settings that change figures, and the evaluation code (`code`)."""
     from model.evaluate import find_checkpoint
     path = find_checkpoint(run_dir, variant, None)
-    weights = (path / "model.safetensors").stat()
+    weights = path / "model.safetensors"
+    stat = weights.stat()
     return config_fingerprint({
         "meta": (path / "meta.json").read_text(encoding="utf-8"),
-        "weights": [weights.st_size, weights.st_mtime_ns], "ablation": ablation,
+        "weights": file_content_hash(weights, stat.st_size, stat.st_mtime_ns), "ablation": ablation,
         "evaluate": {"max_windows": cfg.evaluate.max_windows, "batch_size": cfg.evaluate.batch_size},
         "code": code})
 
