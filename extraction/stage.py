@@ -215,6 +215,16 @@ def gpus_per_worker(cfg: RunConfig) -> int:
     return cfg.extract.section("vllm").tensor_parallel_size if "vllm" in cfg.extract.backends else 0
 
 
+def device_claims(workers: int) -> Any:
+    """The worker numbers 0..workers-1 in a queue, for a spawned pool's initializer to take (a
+    plain queue handed over at process start: a Manager's server process would outlive an
+    interrupted run and hold its exit)."""
+    claims = multiprocessing.get_context("spawn").Queue()
+    for worker in range(workers):
+        claims.put(worker)
+    return claims
+
+
 def _claim_devices(claims: Any, workers: int, gpus: int) -> None:
     """Pool initializer: take the next worker number and that worker's GPUs."""
     worker = claims.get()
@@ -230,11 +240,9 @@ def process_pool_map(workers: int, gpus: int) -> MapShards:
             yield from map(work, jobs)
             return
         context = multiprocessing.get_context("spawn")  # the tokenizer/spaCy threads forbid fork
-        claims = context.Queue()
-        for worker in range(workers):
-            claims.put(worker)
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
-                                 initializer=_claim_devices, initargs=(claims, workers, gpus)) as pool:
+                                 initializer=_claim_devices,
+                                 initargs=(device_claims(workers), workers, gpus)) as pool:
             yield from pool.map(work, jobs)
     return run
 

@@ -6,12 +6,13 @@
 Builds the GPT, its optimizers and a random batch with memory slots, runs three training steps
 and prints one JSON line: the process's peak resident memory above what it held before the model
 was built (`measured`), `training_memory`'s estimate and their ratio. Run one shape per process:
-the peak is the process's own (getrusage), so shapes measured in one process would mix.
+the peak is the process's own (VmHWM, reset before the model is built).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 
 import torch
@@ -25,13 +26,33 @@ from model.resources import training_memory
 STEPS = 3
 
 
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
+def reset_peak() -> int:
+    """Restart the peak at the resident size now (Linux: clear_refs 5) and return that size.
+    Without the reset, a peak from imports (which varies with what the parent process left in the
+    environment) could hide the training steps' peak. Elsewhere: the lifetime peak so far."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_bytes("VmRSS")
+    except OSError:
+        return peak_rss()
+
+
 def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    try:
+        return _status_bytes("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def measure(cfg: GPTConfig, batch: int) -> dict[str, float]:
     """Peak resident bytes above the start of STEPS training steps, and the estimate."""
-    start = peak_rss()
+    start = reset_peak()
     model = GPT(cfg)
     optimizers = build_optimizers(model, TrainConfig())
     g = torch.Generator().manual_seed(0)

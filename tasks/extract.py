@@ -15,14 +15,14 @@ process alone, after every shard is written.
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from configs.schema import RunConfig
-from extraction.stage import (MapShards, ShardJob, _claim_devices, gpus_per_worker, run_extract)
+from extraction.stage import (MapShards, ShardJob, _claim_devices, device_claims, gpus_per_worker,
+                              run_extract)
 
 
 def extract_with_task_runner(cfg: RunConfig, run_dir: Path,
@@ -38,11 +38,8 @@ def make_task_runner(cfg: RunConfig):
         return getattr(importlib.import_module(module), name)(**cfg.extract.task_runner_options)
     from prefect.task_runners import ProcessPoolTaskRunner
     workers, gpus = cfg.extract.workers, gpus_per_worker(cfg)
-    claims = multiprocessing.get_context("spawn").Manager().Queue()
-    for worker in range(workers):
-        claims.put(worker)
     return ProcessPoolTaskRunner(max_workers=workers, initializer=_claim_devices,
-                                 initargs=(claims, workers, gpus))
+                                 initargs=(device_claims(workers), workers, gpus))
 
 
 @contextmanager

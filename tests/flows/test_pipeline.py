@@ -83,7 +83,8 @@ def test_cli_rerun_is_cached_and_fast(tmp_path):
     assert seconds < 30, f"cached rerun took {seconds:.1f} s"
 
     dry, _ = _cli("--config", config, "--runs-dir", runs, "--dry-run")
-    status = {ln.split()[0]: " ".join(ln.split()[1:3]) for ln in dry.stdout.splitlines()[1:]}
+    table = dry.stdout.split("\n\n")[0].splitlines()[1:]  # the stage table; the training plan follows
+    status = {ln.split()[0]: " ".join(ln.split()[1:3]) for ln in table}
     assert status["ingest"].startswith("cached") and status["tokenizer"].startswith("cached")
     assert status["extract"] == "will run"
     assert "model.train" in dry.stdout

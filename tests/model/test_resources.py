@@ -48,6 +48,7 @@ def test_the_plan_counts_tokens_positions_and_flops():
 ])
 def test_the_memory_estimate_is_within_a_quarter_of_the_measured_peak(shape):
     proc = subprocess.run([sys.executable, "-m", "research.bench_peak_memory", *shape], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, check=True)
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert 0.8 < result["ratio"] < 1.25, result
