@@ -242,11 +242,13 @@ class SweepPlan:
         return self.point(name)
 
 
-def sweep_plan(data: dict[str, Any], source: str, sets: list[str] | None = None) -> SweepPlan:
-    """The points of a config mapping's sweep (`sets`: `--set` arguments, which replace the grids).
+def sweep_plan(data: dict[str, Any], source: str, sets: list[str] | None = None,
+               grids: list[str] | None = None) -> SweepPlan:
+    """The points of a config mapping's sweep (`sets`: `--set` arguments, which replace the grids;
+    `grids`: run only these of the config's grids, in the config's order).
 
     Raises configs.schema's ConfigError, one line naming the field (a point's: the point too),
-    and ValueError for a `--set` that is wrong or a config without grids."""
+    and ValueError for a `--set` or grid name that is wrong or a config without grids."""
     from configs.schema import parse_config
     config = parse_config(data, source)  # the sweep section is validated with the rest
     sweep = config.sweep
@@ -256,6 +258,12 @@ def sweep_plan(data: dict[str, Any], source: str, sets: list[str] | None = None)
         except ValidationError as err:
             raise ValueError(f"--set: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         sweep = sweep.model_copy(update={"grids": [grid]})
+    if grids:
+        known = [g.name for g in sweep.grids]
+        unknown = [g for g in grids if g not in known]
+        if unknown:
+            raise ValueError(f"unknown grid {unknown[0]!r}; the config's grids: {', '.join(known)}")
+        sweep = sweep.model_copy(update={"grids": [g for g in sweep.grids if g.name in grids]})
     if not sweep.grids:
         raise ValueError("the config has no sweep.grids: give --set setting=v1,v2,... or add a "
                          "sweep section (configs/sweep.py)")

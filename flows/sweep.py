@@ -1,6 +1,6 @@
 """Sweeps as flows: one pipeline run per point of a sweep, sharing every stage points share.
 
-    python -m flows.sweep --config configs/study.yaml [--runs-dir runs] [--dry-run]
+    python -m flows.sweep --config configs/study.yaml [--grids lr_check] [--runs-dir runs] [--dry-run]
     python -m flows.sweep --config configs/tiny.yaml --set model.memory_slots=4,8,16,32 \\
         --set train.seed=1337,1 [--name NAME] [--deployment sweep-point/sweep-point-cpu]
 
@@ -138,11 +138,11 @@ def run_point(point: Point, sweep_dir: Path, deployment: str | None) -> str:
     return state.result()["status"]
 
 
-def load_plan(config: str, sets: list[str] | None) -> SweepPlan:
+def load_plan(config: str, sets: list[str] | None, grids: list[str] | None = None) -> SweepPlan:
     path = Path(config)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    return sweep_plan(yaml.safe_load(path.read_text(encoding="utf-8")), str(path), sets)
+    return sweep_plan(yaml.safe_load(path.read_text(encoding="utf-8")), str(path), sets, grids)
 
 
 def sweep_dir_of(plan: SweepPlan, runs_dir: str | Path, name: str | None) -> Path:
@@ -151,10 +151,11 @@ def sweep_dir_of(plan: SweepPlan, runs_dir: str | Path, name: str | None) -> Pat
 
 @flow(name="sweep", log_prints=True)
 def sweep(config: str, runs_dir: str = "runs", sets: list[str] | None = None,
-          name: str | None = None, deployment: str | None = None) -> dict[str, str]:
+          name: str | None = None, deployment: str | None = None,
+          grids: list[str] | None = None) -> dict[str, str]:
     """Every point of the sweep in turn, then the sweep report; returns each point's status."""
     from evaluation.sweep import best_of_grid, build_sweep_report, sweep_metrics
-    plan = load_plan(config, sets)
+    plan = load_plan(config, sets, grids)
     sweep_dir = sweep_dir_of(plan, runs_dir, name)
     (sweep_dir / POINTS).mkdir(parents=True, exist_ok=True)
     statuses = {}
@@ -169,7 +170,8 @@ def sweep(config: str, runs_dir: str = "runs", sets: list[str] | None = None,
                     statuses[point.name] = run_point(point, sweep_dir, deployment)
                     print(f"point {point.name} ({grid.name}, then): {statuses[point.name]}")
     command = " ".join(["python -m flows.sweep --config", config,
-                        *(f"--set {s}" for s in sets or [])])
+                        *(f"--set {s}" for s in sets or []),
+                        *([f"--grids {','.join(grids)}"] if grids else [])])
     report = build_sweep_report(plan, sweep_dir, statuses, command)
     print(f"sweep report: {sweep_dir / report['outputs'][0]}")
     return statuses
@@ -216,13 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True, help="a run config, e.g. configs/study.yaml")
     ap.add_argument("--set", action="append", dest="sets", metavar="SETTING=V1,V2",
                     help="a setting and its values (repeatable); replaces the config's grids")
+    ap.add_argument("--grids", metavar="NAME,...",
+                    help="run only these of the config's grids (their points keep their folders, "
+                         "so a later full sweep reuses them)")
     ap.add_argument("--runs-dir", default="runs")
     ap.add_argument("--name", help="the sweep folder's name (default: <config name>-sweep)")
     ap.add_argument("--deployment", help="run each point on this deployment's work pool")
     ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     args = ap.parse_args(argv)
     try:
-        plan = load_plan(args.config, args.sets)
+        grids = [g.strip() for g in args.grids.split(",") if g.strip()] if args.grids else None
+        plan = load_plan(args.config, args.sets, grids)
     except ConfigError as err:
         exit_on_config_error(err)
     except ValueError as err:
@@ -248,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with reaped_children():  # nothing the sweep starts outlives it (flows/process_group.py)
         statuses = sweep(config=str(Path(args.config).resolve()), runs_dir=args.runs_dir,
-                         sets=args.sets, name=args.name, deployment=args.deployment)
+                         sets=args.sets, name=args.name, deployment=args.deployment,
+                         grids=grids)
     failed = {p: s for p, s in statuses.items() if s.startswith("failed")}
     for point, status in failed.items():
         print(f"error: point {point} {status}", file=sys.stderr)

@@ -42,6 +42,17 @@ def test_grids_share_the_points_that_have_the_same_config():
     assert not plan.points[0].config.sweep.grids  # a point is a plain run
 
 
+def test_grids_picks_some_of_the_configs_grids_with_the_same_point_names():
+    data = {**BASE, "sweep": {"grids": [
+        {"name": "lr", "zip": {"train.matrix_lr": [0.01, 0.02], "train.embedding_lr": [0.005, 0.01]}},
+        {"name": "slots", "set": {"model.memory_slots": [8, 16]}}]}}
+    whole, slots = sweep_plan(data, "t.yaml"), sweep_plan(data, "t.yaml", grids=["slots"])
+    assert [g.name for g in slots.sweep.grids] == ["slots"]
+    assert names(slots) == names(whole, "slots") == ["memory_slots-8", "base"]
+    with pytest.raises(ValueError, match="unknown grid 'lr_chek'; the config's grids: lr, slots"):
+        sweep_plan(data, "t.yaml", grids=["lr_chek"])
+
+
 def test_a_setting_with_one_value_is_fixed_not_swept():
     data = {**BASE, "sweep": {"grids": [{"name": "cap", "set": {
         "train.full_context_cap": [64, 128], "train.variants": [["full"]]}}]}}
