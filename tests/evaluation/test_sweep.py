@@ -4,7 +4,8 @@ import pytest
 
 from configs.sweep import point_run_dir, sweep_plan
 from evaluation.sweep import build_sweep_report, sweep_rows
-from evaluation.stage import insert_metrics
+from evaluation.metrics import Figure, metric_row
+from evaluation.stage import write_evaluation
 from warehouse.db import connect
 from warehouse.sql import run_query
 
@@ -18,8 +19,8 @@ TRIPLET = {1337: 0.55, 1: 0.45}  # mean 0.5, spread 0.1
 def write_point_metrics(sweep_dir, point, rows):
     point_run_dir(sweep_dir, point).mkdir(parents=True)
     con = connect(point_run_dir(sweep_dir, point))
-    insert_metrics(con, [{"variant": v, "ablation": "none", "split": "val", "metric": m,
-                          "value": value, "step": 1} for v, m, value in rows])
+    write_evaluation(con, "config", {}, [metric_row(v, "none", m, Figure(value), 1)
+                                         for v, m, value in rows], [])
     con.close()
 
 
