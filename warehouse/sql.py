@@ -6,8 +6,8 @@
     python -m warehouse.sql --run runs/tiny --compare 3f1c 9a02   # two evaluations side by side
 
 The database is opened read-only, so it can be queried while no stage writes it. Besides the
-tables (documents, triplets, entities, relations, aliases, stage_runs, metrics,
-extraction_errors) the shard folders are visible as views: docs_shards, gold_shards,
+tables (documents, triplets, entities, relations, aliases, stage_runs, evaluations, metrics,
+extraction_scores, extraction_errors) the shard folders are visible as views: docs_shards, gold_shards,
 recall_shards, triplet_shards, tokens_shards, memory_shards: the views the stages stored, which
 read the run folder where it lies now (a moved run folder included), and a connection-local view
 for a folder with shards but no stored view, so each is listed once. Only one statement of a

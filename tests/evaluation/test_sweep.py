@@ -34,7 +34,8 @@ def cap_sweep(tmp_path):
         write_point_metrics(tmp_path, point.name, [
             ("full", "recall_acc", FULL_ACC[cap][seed == 1]),
             ("full", "positions", FULL_POSITIONS[cap]),
-            ("triplet", "recall_acc", TRIPLET[seed]), ("triplet", "positions", 74.0)])
+            ("triplet", "recall_acc", TRIPLET[seed]), ("triplet", "positions", 74.0),
+            ("triplet", "recall_spans", 100.0 + (seed == 1) * 20)])
     return plan, tmp_path
 
 
@@ -86,6 +87,8 @@ def test_report_writes_its_figures_to_the_sweep_warehouse(cap_sweep):
     assert points == [(8,)]
     md = (sweep_dir / "report" / "sweep.md").read_text()
     assert "| `triplet` | recall_acc | 96.0 | 145.0 | 1.96 | 2 |" in md
+    # the recall spans each point evaluated, beside the seeds' n
+    assert "recall_spans:" in md and "| `triplet` | 110.000 ± 10.000 (n=2) |" in md
 
 
 def test_then_reruns_each_variant_at_its_best_value_without_changing_the_choice(tmp_path):
