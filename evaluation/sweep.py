@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from configs.sweep import GridConfig, SweepPlan, higher_is_better, point_run_dir, resolved_value
 from evaluation.effective_context import CurvePoint, effective_context
-from evaluation.metrics import Metrics, read_metrics
+from evaluation.metrics import EvaluationsOutdated, Metrics, read_metrics
 from evaluation.report import _fmt, _save_figure, _table, variant_color
 from model.variants import PROPOSED, UPPER_BOUND, VARIANTS
 from warehouse.contracts import SWEEP_METRICS_SCHEMA, SWEEP_POINTS_SCHEMA
@@ -53,13 +53,15 @@ def reads_the_cap(setting: str) -> bool:
 
 
 def point_metrics(sweep_dir: Path, point: str) -> Metrics | None:
-    """The newest metrics of a point's run, or None when it has no warehouse yet."""
+    """The current evaluation of a point's run, or None when it has none yet."""
     run = point_run_dir(sweep_dir, point)
     if not (run / DB_NAME).is_file():
         return None
     con = connect(run, read_only=True)
     try:
         return read_metrics(con)
+    except EvaluationsOutdated:  # an older pipeline's run: this one has not evaluated it yet
+        return None
     finally:
         con.close()
 

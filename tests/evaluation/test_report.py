@@ -219,3 +219,17 @@ def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
 def test_report_without_a_warehouse_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         build_report(parse_config(CONFIG), tmp_path / "nothing")
+
+
+def test_recall_spans_of_the_real_text_heuristic_are_said_not_to_be_gold():
+    from evaluation.report import variants_section
+    metrics = Metrics([_metric("triplet", "none", "recall_acc", 0.4, 0.3, 0.5, 80),
+                       *_counts("triplet", "none", 80)])
+    real_text = parse_config({**CONFIG, "ingest": {"source": "fineweb"}, "extract": {"backends": ["spacy"]},
+                              "train": {"memory_source": "spacy"}})
+    real = "\n".join(variants_section(real_text, metrics))
+    assert "Recall spans: **not gold**" in real and "real-text heuristic of shards/recall.py" in real
+    assert "(`triplet` 80 evaluated)" in real
+    assert "0.400 [0.300, 0.500] n=80 (n=80 spans: too few to conclude)" in real
+    gold = "\n".join(variants_section(parse_config(CONFIG), metrics))
+    assert "the corpus's gold spans" in gold and "not gold" not in gold
