@@ -88,9 +88,8 @@ def model_rows(variant: str, ablation: str, result: dict[str, Any]) -> list[dict
         if result.get(m) is None:
             continue
         lo, hi = result.get(f"{m}_ci") or (None, None)
-        rows.append(metric_row(variant, ablation, m, Figure(result[m], lo, hi,
-                                                            result.get(SAMPLE_SIZE.get(m, ""))),
-                               step))
+        n = result.get(SAMPLE_SIZE[m]) if m in SAMPLE_SIZE else None
+        rows.append(metric_row(variant, ablation, m, Figure(result[m], lo, hi, n), step))
     rows += [metric_row(variant, ablation, m, Figure(result[m]), step)
              for m in COUNT_METRICS if result.get(m) is not None]
     for lo, hi, hits, n in distance_buckets(result.get("recall_acc_by_distance") or []):

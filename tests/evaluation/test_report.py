@@ -233,3 +233,20 @@ def test_recall_spans_of_the_real_text_heuristic_are_said_not_to_be_gold():
     assert "0.400 [0.300, 0.500] n=80 (n=80 spans: too few to conclude)" in real
     gold = "\n".join(variants_section(parse_config(CONFIG), metrics))
     assert "the corpus's gold spans" in gold and "not gold" not in gold
+
+
+def test_model_rows_carry_intervals_sample_sizes_and_bucket_columns():
+    from evaluation.intervals import wilson
+    from evaluation.metrics import model_rows
+    result = {"step": 7, "bpb": 2.0, "bpb_ci": [1.9, 2.1], "recall_acc": 2 / 3,
+              "recall_acc_ci": list(wilson(2, 3)), "documents": 5, "recall_spans": 3, "windows": 9,
+              "recall_acc_by_distance": [[70, True], [75, False], [10, True]]}
+    rows = {(r["metric"], r["bucket_lo"]): r for r in model_rows("triplet", "none", result)}
+    assert rows[("bpb", None)]["n"] == 5 and rows[("bpb", None)]["ci_lo"] == 1.9
+    assert rows[("recall_acc", None)]["n"] == 3 and rows[("recall_acc", None)]["bucket_hi"] is None
+    assert rows[("windows", None)]["value"] == 9 and rows[("windows", None)]["n"] is None
+    bucket = rows[("recall_acc", 64)]
+    assert (bucket["bucket_hi"], bucket["value"], bucket["n"]) == (80, 0.5, 2)
+    assert (bucket["ci_lo"], bucket["ci_hi"]) == wilson(1, 2)
+    assert Metrics(rows.values()).distance_curves(["triplet"]) == {
+        "triplet": [(0, 16, 1.0, 1), (64, 80, 0.5, 2)]}
