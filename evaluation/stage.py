@@ -170,7 +170,7 @@ def run_evaluate(cfg: RunConfig, run_dir: Path,
         on_progress(len(jobs) + 1, len(jobs) + 1)
     extractors = {r["extractor"] for r in recorded["extraction_scores"]}
     return {"outputs": outputs,
-            "rows": {"metrics": len(recorded["metrics"]), "evaluations": len(jobs),
+            "rows": {"metrics": len(recorded["metrics"]), "variant_evaluations": len(jobs),
                      "extractors_scored": len(extractors)},
             "counters": {"evaluations_reused": reused},
             "stats": {"evaluation_id": recorded["evaluation_id"]}}  # the manifest says which
