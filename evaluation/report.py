@@ -9,8 +9,8 @@ extraction quality, the oracle-vs-extracted memory gap, training loss curves
 `recall_by_distance.png` with its table. Every model figure shows its 95% interval and sample
 size (`0.632 [0.605, 0.659] n=1240`); a recall figure from under FEW_SPANS recall spans, and a
 distance bucket of under FEW_IN_BUCKET, is marked; recall spans that are not gold (the real-text
-heuristic of shards/recall.py) are said to be so. Anything not run shows as "not run"; absent optional data (no gold, no
-logs, no distance rows) leaves its section saying so.
+heuristic of shards/recall.py) are said to be so. Anything not run shows as "not run"; absent
+optional data (no gold, no logs, no distance rows) leaves its section saying so.
 
     python -m evaluation.report --config configs/tiny.yaml --run runs/tiny
 """
@@ -138,9 +138,14 @@ def _recall_figure(metrics: Metrics, variant: str, ablation: str, metric: str) -
     """A figure of `metrics`, marked when it rests on too few recall spans to conclude (its own n
     for recall_acc; the evaluation's recall_spans for recall_bpb)."""
     figure = metrics.figure(variant, ablation, metric)
-    spans = (figure.n if metric.startswith("recall_acc") else
-             metrics.get(variant, ablation, "recall_spans") if metric == "recall_bpb" else None) \
-        if figure is not None else None
+    if figure is None:
+        return _figure(figure)
+    if metric.startswith("recall_acc"):
+        spans = figure.n
+    elif metric == "recall_bpb":
+        spans = metrics.get(variant, ablation, "recall_spans")
+    else:
+        spans = None
     if spans is None or spans >= FEW_SPANS:
         return _figure(figure)
     return f"{_figure(figure)} (n={spans:.0f} spans: too few to conclude)"
@@ -178,9 +183,9 @@ def variants_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
 
 INTERVAL_METRICS = ("bpb", "recall_bpb", "recall_acc")
 INTERVAL_HEADERS = ["bpb [95%] n docs", "recall_bpb [95%] n docs", "recall_acc [95%] n spans"]
-INTERVALS_NOTE = (f"Each figure has its 95% interval and sample size: recall_acc Wilson's over its "
+INTERVALS_NOTE = ("Each figure has its 95% interval and sample size: recall_acc Wilson's over its "
                   "recall spans, bpb and recall_bpb a bootstrap over documents (1000 resamples; "
-                  f"documents with recall tokens for recall_bpb). A recall figure from fewer than "
+                  "documents with recall tokens for recall_bpb). A recall figure from fewer than "
                   f"{FEW_SPANS} recall spans says it is too few to conclude.")
 
 
