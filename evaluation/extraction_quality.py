@@ -4,7 +4,9 @@
   (gold) triplets of the documents that have them (strict keys include polarity; per sentence for
   sources with sentence-level gold, per document with Re-DocRED's aliases), plus
   `recall_fact_coverage`: the share of gold recall spans (synthetic runs) whose fact the
-  extractor stated, positively, before the recall (strict and relaxed keys).
+  extractor stated, positively, before the recall (strict and relaxed keys). `docs`,
+  `gold_triplets` and `extracted_triplets` count rows of `triplets` (of the documents with
+  gold), so they agree with any SQL count over that table.
 - `memory_gap`: recall_acc of a memory variant with oracle vs this extractor's memory, and the
   part of the gap that missing facts explain: with every extracted fact used as well as oracle
   memory and the rest at the no-memory level, extracted memory would score
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 
 from configs.schema import RunConfig
 from corpora.sources import SOURCES
-from evaluation.metrics import EXTRACTION_ABLATION, MIN_GAP, Metrics
+from evaluation.metrics import MIN_GAP, Figure, Metrics, metric_row
 from extraction.normalize import canonical_relation, normalize_entity
 from extraction.quality import Dataset, DatasetError, load_redocred, score
 from warehouse.contracts import Document, Triplet, extractor_backend
@@ -56,8 +58,10 @@ def _gold_dataset(cfg: RunConfig, oracle: list[Triplet]) -> Dataset:
     return Dataset("redocred", docs, per_sentence=False, aliases=aliases)
 
 
-def extraction_quality(con, cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, float]]:
-    """extractor -> its scores against the oracle (see the module docstring)."""
+def extraction_quality(con, cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Figure]]:
+    """extractor -> its scores against the oracle (see the module docstring), each with what it
+    is a share of (`n`: distinct predicted items for precision, gold items for recall, gold
+    recall spans for the coverage)."""
     rows = con.execute("""
         SELECT doc_id, subject, relation, object, negated, char_start, char_end, confidence,
                extractor FROM triplets
@@ -68,23 +72,28 @@ def extraction_quality(con, cfg: RunConfig, run_dir: Path) -> dict[str, dict[str
         by_extractor[row[-1]].append(Triplet(*row))
     if "oracle" not in by_extractor:
         return {}
-    gold = _gold_dataset(cfg, by_extractor.pop("oracle"))
+    oracle = by_extractor.pop("oracle")
+    gold = _gold_dataset(cfg, oracle)
     recalls = _gold_recalls(run_dir, {d.doc_id for d in gold.docs}) \
         if "recall" in SOURCES[cfg.ingest.source].side_kinds else []
     out = {}
     for extractor, triplets in sorted(by_extractor.items()):
         s = score(triplets, gold)
-        scores = {"docs": len(gold.docs), "gold_triplets": s["gold"],
-                  "extracted_triplets": s["predicted"],
-                  **{f"{kind}_{m}": s[f"{kind}_{m}"] for kind in ("strict", "relaxed")
-                     for m in ("p", "r", "f1")}}
+        # row counts, so they agree with `triplets`: score's own counts are of distinct
+        # (fact, clause) items, and an extractor that states a fact twice in a clause has one item
+        scores = {"docs": Figure(len(gold.docs)), "gold_triplets": Figure(len(oracle)),
+                  "extracted_triplets": Figure(len(triplets))}
+        for kind in ("strict", "relaxed"):
+            scores[f"{kind}_p"] = Figure(s[f"{kind}_p"], n=s[f"{kind}_predicted"])
+            scores[f"{kind}_r"] = Figure(s[f"{kind}_r"], n=s[f"{kind}_gold"])
+            scores[f"{kind}_f1"] = Figure(s[f"{kind}_f1"])
         if recalls:
             scores.update(_recall_coverage(triplets, recalls))
         out[extractor] = scores
     return out
 
 
-def _recall_coverage(triplets: list[Triplet], recalls: list[tuple[str, tuple, int]]) -> dict[str, float]:
+def _recall_coverage(triplets: list[Triplet], recalls: list[tuple[str, tuple, int]]) -> dict[str, Figure]:
     stated: dict[str, list[tuple[tuple, tuple, int]]] = defaultdict(list)
     for t in triplets:
         if not t.negated:
@@ -93,7 +102,7 @@ def _recall_coverage(triplets: list[Triplet], recalls: list[tuple[str, tuple, in
     for i, name in ((0, "recall_fact_coverage"), (1, "recall_fact_coverage_relaxed")):
         covered = sum(any(keys[i] == recalled[i] and end <= start for *keys, end in stated[doc_id])
                       for doc_id, recalled, start in recalls)
-        out[name] = covered / len(recalls)
+        out[name] = Figure(covered / len(recalls), n=len(recalls))
     return out
 
 
@@ -115,13 +124,19 @@ def _gold_recalls(run_dir: Path, docs: set[str]) -> list[tuple[str, tuple, int]]
     return out
 
 
+def evaluated_with(cfg: RunConfig, memory: str) -> str:
+    """The ablation that evaluated a memory variant with `memory` (an extractor's backend, or
+    no_memory): "none" for the memory it was trained with."""
+    return "none" if memory == cfg.train.memory_source else memory
+
+
 def memory_gap(cfg: RunConfig, metrics: Metrics, variant: str, extractor: str,
                quality: dict[str, float]) -> dict[str, float]:
     """`variant`'s recall_acc gap between oracle and `extractor` memory (module docstring); {}
     when one of the two was not evaluated."""
     backend = extractor_backend(extractor)
-    acc = {a: metrics.get(variant, a, "recall_acc") for a in ("oracle", backend, "no_memory")}
-    acc[cfg.train.memory_source] = metrics.get(variant, "none", "recall_acc")
+    acc = {a: metrics.get(variant, evaluated_with(cfg, a), "recall_acc")
+           for a in ("oracle", backend, "no_memory")}
     oracle, extracted, no_memory = acc.get("oracle"), acc.get(backend), acc.get("no_memory")
     if oracle is None or extracted is None:
         return {}
@@ -136,15 +151,23 @@ def memory_gap(cfg: RunConfig, metrics: Metrics, variant: str, extractor: str,
     return out
 
 
-def extraction_rows(cfg: RunConfig, metrics: Metrics, quality: dict[str, dict[str, float]],
-                    memory_variants: list[str]) -> list[dict[str, Any]]:
-    """Metrics rows: each extractor's scores (variant = extractor, ablation `vs_oracle`), and
-    the gap of each memory variant (variant = the model variant, ablation = the extractor)."""
-    rows = [{"variant": ex, "ablation": EXTRACTION_ABLATION, "split": "all", "metric": m,
-             "value": v, "step": None} for ex, scores in quality.items() for m, v in scores.items()]
+def score_rows(quality: dict[str, dict[str, Figure]]) -> list[dict[str, Any]]:
+    """extraction_scores rows: each extractor's scores against the oracle."""
+    return [{"extractor": ex, "metric": m, "value": f.value, "n": f.n}
+            for ex, scores in quality.items() for m, f in scores.items()]
+
+
+def gap_rows(cfg: RunConfig, metrics: Metrics, quality: dict[str, dict[str, Figure]],
+             memory_variants: list[str]) -> list[dict[str, Any]]:
+    """Metrics rows of the gap of each memory variant (variant = the model variant, ablation
+    "gap:<extractor>"); its two recall_acc rows keep their evaluation's interval and n."""
+    rows = []
     for variant in memory_variants:
         for ex, scores in quality.items():
-            gap = memory_gap(cfg, metrics, variant, ex, scores)
-            rows += [{"variant": variant, "ablation": f"gap:{ex}", "split": "val", "metric": m,
-                      "value": v, "step": None} for m, v in gap.items()]
+            gap = memory_gap(cfg, metrics, variant, ex, {m: f.value for m, f in scores.items()})
+            figures = {f"recall_acc_{kind}_memory": metrics.figure(
+                variant, evaluated_with(cfg, memory), "recall_acc")
+                for kind, memory in (("oracle", "oracle"), ("extracted", extractor_backend(ex)))}
+            rows += [metric_row(variant, f"gap:{ex}", m, figures.get(m) or Figure(v))
+                     for m, v in gap.items()]
     return rows

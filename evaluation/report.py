@@ -1,12 +1,16 @@
 """The report stage: `report/report.md` and its plots, from the warehouse and the training logs.
 
-Markdown and plots only: every figure in the report is a row of the warehouse `metrics` table,
-which the evaluate stage writes (evaluation/metrics.py says what the rows are). The report has
-the variants table (the variants of model/variants.py, in its order), the evaluation ablations of
-each variant that has memory, extraction quality, the oracle-vs-extracted memory gap, training
-loss curves (`train/<variant>.jsonl`) in `loss.png` and recall_acc against distance in
-`recall_by_distance.png`. Anything not run shows as "not run"; absent optional data (no gold, no
-logs, no distance rows) leaves its section saying so.
+Markdown and plots only: every figure in the report is a row of the warehouse `metrics` or
+`extraction_scores` table of the current (newest) evaluation, which the evaluate stage records
+(evaluation/metrics.py says what the rows are). The report has the variants table (the variants
+of model/variants.py, in its order), the evaluation ablations of each variant that has memory,
+extraction quality, the oracle-vs-extracted memory gap, training loss curves
+(`train/<variant>.jsonl`) in `loss.png` and recall_acc against distance in
+`recall_by_distance.png` with its table. Every model figure shows its 95% interval and sample
+size (`0.632 [0.605, 0.659] n=1240`); a recall figure from under FEW_SPANS recall spans, and a
+distance bucket of under FEW_IN_BUCKET, is marked; recall spans that are not gold (the real-text
+heuristic of shards/recall.py) are said to be so. Anything not run shows as "not run"; absent
+optional data (no gold, no logs, no distance rows) leaves its section saying so.
 
     python -m evaluation.report --config configs/tiny.yaml --run runs/tiny
 """
@@ -20,13 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from configs.schema import RunConfig
-from evaluation.metrics import MIN_GAP, Metrics, read_metrics
+from corpora.sources import SOURCES
+from evaluation.metrics import (MIN_GAP, EvaluationsOutdated, Figure, Metrics, evaluation_history,
+                                read_metrics)
 from extraction.registry import BACKENDS
 from model.variants import VARIANTS
 from warehouse.db import connect, db_path
 from warehouse.shard_io import atomic_path, write_text_atomically
 
 REPORT_DIR = "report"
+# Below this many recall spans a recall figure says so: its interval is too wide to compare.
+FEW_SPANS = 100
+# A distance bucket with fewer spans than this is marked (and greyed in the plot).
+FEW_IN_BUCKET = 30
 ABLATION_MEMORY = {"none": "as trained", "no_memory": "removed", "shuffled": "another document's"}
 
 
@@ -87,7 +97,7 @@ def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) ->
     return _save_figure(fig, path)
 
 
-def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float]]], reach: int,
+def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float, int]]], reach: int,
                             path: Path) -> Path:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6.4, 4))
@@ -95,7 +105,7 @@ def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float]]], rea
     ablation_colors = iter(f"C{i}" for i in range(len(VARIANTS), 100))  # after the variants'
     for label, points in curves.items():
         unablated = label in VARIANTS
-        ax.plot([(lo + hi) / 2 for lo, hi, _ in points], [acc for _, _, acc in points],
+        ax.plot([(lo + hi) / 2 for lo, hi, _, _ in points], [acc for _, _, acc, _ in points],
                 marker="o", label=label, linewidth=1.2, linestyle="-" if unablated else ":",
                 color=variant_color(label) if unablated else next(ablation_colors))
     ax.axvline(reach, color="grey", linestyle="--", linewidth=1, label=f"T + M = {reach}")
@@ -114,6 +124,33 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _figure(figure: Figure | None, digits: int = 3) -> str:
+    """`0.632 [0.605, 0.659] n=1240`: a figure, its 95% interval and sample size where known."""
+    if figure is None:
+        return "–"
+    text = _fmt(figure.value, digits)
+    if figure.lo is not None and figure.hi is not None:
+        text += f" [{_fmt(figure.lo, digits)}, {_fmt(figure.hi, digits)}]"
+    return text + (f" n={figure.n}" if figure.n is not None else "")
+
+
+def _recall_figure(metrics: Metrics, variant: str, ablation: str, metric: str) -> str:
+    """A figure of `metrics`, marked when it rests on too few recall spans to conclude (its own n
+    for recall_acc; the evaluation's recall_spans for recall_bpb)."""
+    figure = metrics.figure(variant, ablation, metric)
+    if figure is None:
+        return _figure(figure)
+    if metric.startswith("recall_acc"):
+        spans = figure.n
+    elif metric == "recall_bpb":
+        spans = metrics.get(variant, ablation, "recall_spans")
+    else:
+        spans = None
+    if spans is None or spans >= FEW_SPANS:
+        return _figure(figure)
+    return f"{_figure(figure)} (n={spans:.0f} spans: too few to conclude)"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(r) + " |" for r in rows)]
@@ -123,21 +160,46 @@ def variants_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
     rows = []
     for variant in VARIANTS:
         if not metrics.has_run(variant):
-            rows.append([f"`{variant}`", "not run", "", "", "", ""])
+            rows.append([f"`{variant}`", "not run", "", "", "", "", ""])
             continue
         get = lambda m: metrics.get(variant, "none", m)  # noqa: E731
-        rows.append([f"`{variant}`", _fmt(get("bpb")), _fmt(get("recall_bpb")),
-                     _fmt(get("recall_acc")), _fmt(get("positions"), 0),
-                     _fmt(get("compression"), 1)])
+        counts = " / ".join("–" if get(m) is None else f"{get(m):.0f}"
+                            for m in ("windows", "documents", "recall_spans"))
+        rows.append([f"`{variant}`",
+                     *(_recall_figure(metrics, variant, "none", m) for m in INTERVAL_METRICS),
+                     _fmt(get("positions"), 0), _fmt(get("compression"), 1), counts])
     readers = [v for v in VARIANTS if VARIANTS[v].reads_memory_rows]
     source = (f"{', '.join(f'`{v}`' for v in readers)} memory from `{cfg.train.memory_source}`. "
               if readers else "")
     return ["## Variants", "",
             f"Val split. Window T = {cfg.model.sequence_len} tokens, M = {cfg.model.memory_slots} "
             f"memory slots; {source}`positions` is the attention positions per window; "
-            "`compression` the evicted tokens per memory slot used.", "",
-            *_table(["variant", "bpb", "recall_bpb", "recall_acc", "positions", "compression"], rows),
+            "`compression` the evicted tokens per memory slot used. " + INTERVALS_NOTE, "",
+            recall_spans_note(cfg, metrics), "",
+            *_table(["variant", *INTERVAL_HEADERS, "positions", "compression",
+                     "windows / docs / recall spans"], rows),
             ""]
+
+
+INTERVAL_METRICS = ("bpb", "recall_bpb", "recall_acc")
+INTERVAL_HEADERS = ["bpb [95%] n docs", "recall_bpb [95%] n docs", "recall_acc [95%] n spans"]
+INTERVALS_NOTE = ("Each figure has its 95% interval and sample size: recall_acc Wilson's over its "
+                  "recall spans, bpb and recall_bpb a bootstrap over documents (1000 resamples; "
+                  "documents with recall tokens for recall_bpb). A recall figure from fewer than "
+                  f"{FEW_SPANS} recall spans says it is too few to conclude.")
+
+
+def recall_spans_note(cfg: RunConfig, metrics: Metrics) -> str:
+    """Where the recall spans come from: gold ones, or shards/recall.py's real-text heuristic."""
+    spans = {v: metrics.get(v, "none", "recall_spans") for v in VARIANTS}
+    counted = ", ".join(f"`{v}` {n:.0f}" for v, n in spans.items() if n is not None)
+    if "recall" in SOURCES[cfg.ingest.source].side_kinds:
+        return (f"Recall spans: the corpus's gold spans ({counted} evaluated)." if counted
+                else "Recall spans: the corpus's gold spans.")
+    return ("Recall spans: **not gold**. This corpus has none, so they come from the real-text "
+            "heuristic of shards/recall.py (a later mention of a triplet's object beyond the "
+            f"window){f' ({counted} evaluated)' if counted else ''}; recall_acc and recall_bpb "
+            "measure those mentions, not checked recalls.")
 
 
 def ablations_section(cfg: RunConfig, metrics: Metrics, variant: str) -> list[str]:
@@ -156,10 +218,10 @@ def ablations_section(cfg: RunConfig, metrics: Metrics, variant: str) -> list[st
         if not metrics.has_run(variant, evaluated):
             rows.append([f"`{ablation}`", memory, "not run", "", ""])
             continue
-        values = [metrics.get(variant, evaluated, m) for m in ("bpb", "recall_bpb", "recall_acc")]
-        rows.append([f"`{ablation}`", memory, *map(_fmt, values)])
+        rows.append([f"`{ablation}`", memory,
+                     *(_recall_figure(metrics, variant, evaluated, m) for m in INTERVAL_METRICS)])
     return [f"## Ablations of `{variant}` (evaluation time)", "",
-            *_table(["ablation", "memory", "bpb", "recall_bpb", "recall_acc"], rows), ""]
+            *_table(["ablation", "memory", *INTERVAL_HEADERS], rows), ""]
 
 
 def extraction_section(quality: dict[str, dict[str, float]]) -> list[str]:
@@ -196,9 +258,11 @@ def gap_section(metrics: Metrics, variants: list[str]) -> list[str]:
             coverage = q.get("recall_fact_coverage")
             covered = (f"states {_fmt(coverage)} of the recalled facts before their recall"
                        if coverage is not None else f"recovers {_fmt(q.get('strict_r'))} of gold facts")
+            oracle, extracted = (_recall_figure(metrics, variant, f"gap:{ex}", f"recall_acc_{m}_memory")
+                                 for m in ("oracle", "extracted"))
             lines.append(
-                f"- `{ex}`: `{variant}` recall_acc is {_fmt(s['recall_acc_oracle_memory'])} with "
-                f"oracle memory and {_fmt(s['recall_acc_extracted_memory'])} with `{ex}` memory, a "
+                f"- `{ex}`: `{variant}` recall_acc is {oracle} with oracle memory and {extracted} "
+                f"with `{ex}` memory, a "
                 f"gap of {_fmt(s['recall_acc_gap'])}. The extractor {covered} (strict recall of all "
                 f"gold facts {_fmt(q.get('strict_r'))}, relaxed {_fmt(q.get('relaxed_r'))}).")
             if "recall_acc_expected_from_coverage" in s:
@@ -218,26 +282,38 @@ def gap_section(metrics: Metrics, variants: list[str]) -> list[str]:
     return lines + [""]
 
 
-def distance_table(curves: dict[str, list[tuple[int, int, float]]]) -> list[str]:
-    buckets = sorted({(lo, hi) for points in curves.values() for lo, hi, _ in points})
-    acc = {(label, lo, hi): a for label, points in curves.items() for lo, hi, a in points}
-    rows = [[f"{lo}-{hi}", *(_fmt(acc.get((label, lo, hi))) for label in curves)]
+def distance_table(curves: dict[str, list[tuple[int, int, float, int]]]) -> list[str]:
+    """recall_acc and n per distance bucket and curve; a bucket of under FEW_IN_BUCKET spans is
+    marked "(n<30)"."""
+    buckets = sorted({(lo, hi) for points in curves.values() for lo, hi, _, _ in points})
+    cell = {(label, lo, hi): f"{_fmt(a)} n={n}" + (f" (n<{FEW_IN_BUCKET})" if n < FEW_IN_BUCKET else "")
+            for label, points in curves.items() for lo, hi, a, n in points}
+    rows = [[f"{lo}-{hi}", *(cell.get((label, lo, hi), "–") for label in curves)]
             for lo, hi in buckets]
     return _table(["distance (tokens)", *curves], rows)
 
 
 def render_report(cfg: RunConfig, metrics: Metrics, loss_png: Path | None,
-                  distance_png: Path | None, run_dir: Path) -> str:
+                  distance_png: Path | None, run_dir: Path,
+                  history: list[dict[str, Any]] | None = None) -> str:
+    """The report's markdown; `history`: the run's evaluations, newest (the one shown) first."""
     title = cfg.report.title or f"Triplet Context Compression: run `{cfg.name}`"
     reach = cfg.model.sequence_len + cfg.model.memory_slots
     # variants with evaluation ablations: those trained in this run, or with rows in the table
     with_memory = [v for v in VARIANTS if VARIANTS[v].ablations
                    and (v in cfg.train.variants or metrics.has_run(v))]
+    history = history or []
+    current = (f"evaluation `{history[0]['evaluation_id']}` (recorded "
+               f"{history[0]['recorded_at']:%Y-%m-%d %H:%M} UTC; the run holds {len(history)}, "
+               f"`python -m warehouse.sql --run {run_dir} --evaluations` lists them)"
+               if history else "no evaluation recorded yet")
     lines = [f"# {title}", "",
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{run_dir}`. Every "
-             "number below is a row of the warehouse `metrics` table:", "",
-             f"    python -m warehouse.sql --run {run_dir} \"SELECT variant, ablation, metric, value "
-             "FROM metrics\"", "",
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{run_dir}`, "
+             f"{current}. Every number below is a row of the warehouse `metrics` or "
+             "`extraction_scores` table of that evaluation:", "",
+             f"    python -m warehouse.sql --run {run_dir} \"SELECT variant, ablation, metric, "
+             "bucket_lo, value, ci_lo, ci_hi, n FROM metrics WHERE evaluation_id = (SELECT "
+             "evaluation_id FROM evaluations ORDER BY recorded_at DESC LIMIT 1)\"", "",
              *variants_section(cfg, metrics),
              *(line for v in with_memory for line in ablations_section(cfg, metrics, v)),
              *extraction_section(metrics.extraction_scores()),
@@ -253,7 +329,7 @@ def render_report(cfg: RunConfig, metrics: Metrics, loss_png: Path | None,
                   "statement.", "", f"![recall_acc against distance]({distance_png.name})", "",
                   *distance_table(curves), ""]
     else:
-        lines += ["No per-distance recall rows (`recall_acc@<lo>-<hi>`) in this run.", ""]
+        lines += ["No per-distance recall rows (`recall_acc` with a `bucket_lo`) in this run.", ""]
     return "\n".join(lines)
 
 
@@ -265,6 +341,7 @@ def build_report(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{db_path(run_dir)}: no warehouse here (run the pipeline first)")
     con = connect(run_dir, read_only=True)
     try:
+        history = evaluation_history(con)
         metrics = read_metrics(con)
     finally:
         con.close()
@@ -287,7 +364,7 @@ def build_report(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         if made is None:
             (out_dir / name).unlink(missing_ok=True)  # a plot of an earlier run would mislead
 
-    markdown = render_report(cfg, metrics, loss_png, distance_png, run_dir)
+    markdown = render_report(cfg, metrics, loss_png, distance_png, run_dir, history)
     report_md = write_text_atomically(markdown, out_dir / "report.md")
     outputs = [p.relative_to(run_dir).as_posix() for p in (report_md, loss_png, distance_png) if p]
     return {"outputs": outputs,
@@ -306,7 +383,7 @@ def main() -> None:
     try:
         with run_lock(args.run):
             result = build_report(cfg, args.run)
-    except (RunLocked, FileNotFoundError) as err:
+    except (RunLocked, FileNotFoundError, EvaluationsOutdated) as err:
         raise SystemExit(f"error: {err}") from None
     print(f"report: {args.run / result['outputs'][0]}")
 

@@ -5,8 +5,13 @@
 `no_memory`, `shuffled`, or an extraction backend's memory), through
 `model.evaluate.evaluate_variant` (the model code knows nothing of DuckDB). It writes each
 variant's figures to `eval/<variant>.json`, scores every extractor against the oracle
-(evaluation/extraction_quality.py), and replaces the warehouse `metrics` table with all of it in
-one transaction (evaluation/metrics.py says what a row is). This stage is the table's only writer.
+(evaluation/extraction_quality.py), and records all of it as one evaluation in the warehouse
+(`evaluations`, `metrics`, `extraction_scores`, in one transaction; evaluation/metrics.py says
+what a row is). Earlier evaluations are kept: the tables are the run's history, and the newest
+evaluation is the current one. An evaluation's id is a hash of the run config's fingerprint and
+its figures, so a rerun that reproduces the same figures re-records that evaluation instead of
+adding a copy (and a killed-and-rerun run holds the same rows as an uninterrupted one, recording
+times aside). This stage is the three tables' only writer.
 
 An evaluation in `eval/<variant>.json` whose `evaluation_key` is still the current one (the same
 checkpoint, ablation, evaluate settings and evaluation code) is reused, not run again: after
@@ -19,12 +24,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from configs.fingerprint import code_version, config_fingerprint, file_content_hash
 from configs.schema import RunConfig, stage_main
-from evaluation.extraction_quality import extraction_quality, extraction_rows
-from evaluation.metrics import EXTRACTION_ABLATION, Metrics, model_rows
+from evaluation.extraction_quality import extraction_quality, gap_rows, score_rows
+from evaluation.metrics import Metrics, model_rows
 from extraction.registry import BACKENDS
 from model.variants import variant_of
 from warehouse.db import connect
@@ -47,32 +52,65 @@ def memory_variants(cfg: RunConfig) -> list[str]:
     return [v for v in cfg.train.variants if "memory_source" in variant_of(v).ablations]
 
 
-def insert_metrics(con, rows: Iterable[dict[str, Any]]) -> int:
-    """Append metric rows (variant, ablation, split, metric, value, step)."""
-    rows = [(r["variant"], r["ablation"], r["split"], r["metric"], float(r["value"]), r.get("step"))
-            for r in rows]
-    if rows:
-        con.executemany("INSERT INTO metrics (variant, ablation, split, metric, value, step) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return len(rows)
+METRIC_COLUMNS = ("variant", "ablation", "split", "metric", "bucket_lo", "bucket_hi", "value",
+                  "ci_lo", "ci_hi", "n", "step")
 
 
-def record_metrics(cfg: RunConfig, run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add the extraction rows (scores against the oracle, memory gaps) to the model `rows` and
-    replace the `metrics` table with them in one transaction; returns every row written."""
-    model_metrics = Metrics([(r["variant"], r["ablation"], r["split"], r["metric"], r["value"])
-                             for r in rows])
+def evaluation_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What a reader comparing two evaluations wants to see first (evaluations.settings)."""
+    return {"tokenizer_vocab": cfg.tokenizer.vocab_size,
+            "model": {k: getattr(cfg.model, k) for k in ("depth", "n_embd", "n_head",
+                                                         "sequence_len", "memory_slots")},
+            "steps": cfg.train.steps, "seed": cfg.train.seed, "variants": list(cfg.train.variants),
+            "memory_source": cfg.train.memory_source, "ablations": list(cfg.evaluate.ablations),
+            "max_windows": cfg.evaluate.max_windows, "source": cfg.ingest.source}
+
+
+def write_evaluation(con, run_config_fingerprint: str, settings: dict[str, Any],
+                     rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> str:
+    """Record one evaluation (metrics `rows`, extraction `scores`) in one transaction; returns its
+    id. The id is a hash of the config fingerprint and the figures, so recording the same
+    evaluation again (a cached rerun of the stage) replaces its rows instead of adding copies,
+    and makes it the current one again."""
+    evaluation_id = config_fingerprint({"config": run_config_fingerprint, "rows": rows,
+                                        "scores": scores})[:12]
+    values = ", ".join(["?"] * (1 + len(METRIC_COLUMNS)))
+    con.execute("BEGIN")
+    try:
+        con.execute("DELETE FROM metrics WHERE evaluation_id = ?", [evaluation_id])
+        con.execute("DELETE FROM extraction_scores WHERE evaluation_id = ?", [evaluation_id])
+        con.execute("DELETE FROM evaluations WHERE evaluation_id = ?", [evaluation_id])
+        con.execute("INSERT INTO evaluations VALUES (?, ?, now(), ?)",
+                    [evaluation_id, run_config_fingerprint, json.dumps(settings, sort_keys=True)])
+        if rows:
+            con.executemany(f"INSERT INTO metrics (evaluation_id, {', '.join(METRIC_COLUMNS)}) "
+                            f"VALUES ({values})",
+                            [(evaluation_id, *(r.get(c) for c in METRIC_COLUMNS)) for r in rows])
+        if scores:
+            con.executemany("INSERT INTO extraction_scores (evaluation_id, extractor, metric, "
+                            "value, n) VALUES (?, ?, ?, ?, ?)",
+                            [(evaluation_id, r["extractor"], r["metric"], r["value"], r.get("n"))
+                             for r in scores])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return evaluation_id
+
+
+def record_metrics(cfg: RunConfig, run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add the extraction figures (scores against the oracle, memory gaps) to the model `rows`
+    and record them as one evaluation; returns its id and what was written."""
     con = connect(run_dir)
     try:
         quality = extraction_quality(con, cfg, run_dir)
-        rows = rows + extraction_rows(cfg, model_metrics, quality, memory_variants(cfg))
-        con.execute("BEGIN")
-        con.execute("DELETE FROM metrics")
-        insert_metrics(con, rows)
-        con.execute("COMMIT")
+        scores = score_rows(quality)
+        rows = rows + gap_rows(cfg, Metrics(rows), quality, memory_variants(cfg))
+        evaluation_id = write_evaluation(con, config_fingerprint(cfg.model_dump(mode="json")),
+                                         evaluation_settings(cfg), rows, scores)
     finally:
         con.close()
-    return rows
+    return {"evaluation_id": evaluation_id, "metrics": rows, "extraction_scores": scores}
 
 
 def evaluation_key(cfg: RunConfig, run_dir: Path, variant: str, ablation: str, code: str) -> str:
@@ -127,14 +165,15 @@ def run_evaluate(cfg: RunConfig, run_dir: Path,
         path = write_text_atomically(json.dumps(by_ablation, indent=2) + "\n",
                                      run_dir / "eval" / f"{variant}.json")
         outputs.append(str(path.relative_to(run_dir)))
-    written = record_metrics(cfg, run_dir, rows)
+    recorded = record_metrics(cfg, run_dir, rows)
     if on_progress:
         on_progress(len(jobs) + 1, len(jobs) + 1)
-    extractors = {r["variant"] for r in written if r["ablation"] == EXTRACTION_ABLATION}
+    extractors = {r["extractor"] for r in recorded["extraction_scores"]}
     return {"outputs": outputs,
-            "rows": {"metrics": len(written), "evaluations": len(jobs),
+            "rows": {"metrics": len(recorded["metrics"]), "variant_evaluations": len(jobs),
                      "extractors_scored": len(extractors)},
-            "counters": {"evaluations_reused": reused}}
+            "counters": {"evaluations_reused": reused},
+            "stats": {"evaluation_id": recorded["evaluation_id"]}}  # the manifest says which
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ Every figure is a row of the sweep folder's `sweep_metrics` table, and every poi
         FROM sweep_metrics WHERE metric = 'recall_acc' AND ablation = 'none'"
 
 A figure is the mean over the grid's points that differ only in the `average_over` settings (the
-seeds), with their spread (max - min) and n, how many there are. A point's values are those of
+seeds), with their spread (max - min) and n, how many there are; `recall_spans` (each point's
+recall spans evaluated, mean over the seeds) says how many spans each recall figure rests on. A point's values are those of
 its run's `metrics` table (evaluation/metrics.py). In a grid with `best_of`, each variant's best
 value of that setting (by `select_by`, mean over seeds) is marked `best`: the study reports every
 variant at its own best learning rate, so none is a strawman. A grid that sweeps
@@ -31,7 +32,7 @@ import pyarrow as pa
 
 from configs.sweep import GridConfig, SweepPlan, higher_is_better, point_run_dir, resolved_value
 from evaluation.effective_context import CurvePoint, effective_context
-from evaluation.metrics import Metrics, read_metrics
+from evaluation.metrics import EvaluationsOutdated, Metrics, read_metrics
 from evaluation.report import _fmt, _save_figure, _table, variant_color
 from model.variants import PROPOSED, UPPER_BOUND, VARIANTS
 from warehouse.contracts import SWEEP_METRICS_SCHEMA, SWEEP_POINTS_SCHEMA
@@ -39,9 +40,10 @@ from warehouse.db import DB_NAME, connect
 from warehouse.shard_io import write_text_atomically
 
 REPORT_DIR = "report"
-METRICS = ("recall_acc", "recall_bpb", "bpb", "positions", "compression")
+# recall_spans: each point's sample size (the seeds' n is the figure's own `n`)
+METRICS = ("recall_acc", "recall_bpb", "bpb", "positions", "compression", "recall_spans")
 PLOTTED = ("recall_acc", "recall_bpb", "bpb")
-TABLED = (*PLOTTED, "positions")
+TABLED = (*PLOTTED, "positions", "recall_spans")
 MATCHED = ("recall_acc", "recall_bpb")  # W* is read on these
 
 
@@ -51,13 +53,15 @@ def reads_the_cap(setting: str) -> bool:
 
 
 def point_metrics(sweep_dir: Path, point: str) -> Metrics | None:
-    """The newest metrics of a point's run, or None when it has no warehouse yet."""
+    """The current evaluation of a point's run, or None when it has none yet."""
     run = point_run_dir(sweep_dir, point)
     if not (run / DB_NAME).is_file():
         return None
     con = connect(run, read_only=True)
     try:
         return read_metrics(con)
+    except EvaluationsOutdated:  # an older pipeline's run: this one has not evaluated it yet
+        return None
     finally:
         con.close()
 

@@ -128,7 +128,8 @@ def score(triplets: list[Triplet], data: Dataset) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for kind, (tp, n_pred, n_gold) in counts.items():
         p, r, f = _prf(tp, n_pred, n_gold)
-        out.update({f"{kind}_p": p, f"{kind}_r": r, f"{kind}_f1": f, f"{kind}_matched": tp})
+        out.update({f"{kind}_p": p, f"{kind}_r": r, f"{kind}_f1": f, f"{kind}_matched": tp,
+                    f"{kind}_predicted": n_pred, f"{kind}_gold": n_gold})
     out["predicted"], out["gold"] = counts["strict"][1], counts["strict"][2]
     return out
 

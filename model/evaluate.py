@@ -14,6 +14,10 @@ document order, at most `evaluate.max_windows`, `evaluate.batch_size` at a time.
   decides it. `recall_acc_by_distance`: [span start - stated_pos, correct] per span.
 - `compression`: evicted tokens per memory slot used (triplet); `positions`: attention positions
   used per window (memory slots + earlier raw tokens + window tokens).
+- sample sizes and 95% intervals: `windows`, `documents` (those with evaluated windows),
+  `recall_documents` (those with recall tokens), `recall_spans`; `recall_acc_ci` is the Wilson
+  interval over the spans, `bpb_ci` and `recall_bpb_ci` a bootstrap over documents of their
+  bits and bytes (evaluation/intervals.py: documents, not tokens, are independent).
 
 `--memory` replaces the trained memory of a variant that has memory (its ablations in
 model/variants.py): `none` removes it, `shuffled` builds each document's context from the next
@@ -34,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from configs.schema import RunConfig, load_config_or_exit
+from evaluation.intervals import bootstrap_ratio, wilson
 from model.checkpoint import latest_checkpoint, load_weights, step_folder
 from model.dataloader import (Batch, TrainingDocument, document_windows, load_training_documents,
                               make_batch)
@@ -103,11 +108,16 @@ def window_recall_spans(batch: Batch, docs: list[TrainingDocument], window_len: 
                 yield b, doc, start, end, stated, p + start - s - 1
 
 
+# per-document sums a Totals keeps: the bootstrap resamples documents, so it needs them
+DOC_NATS, DOC_BYTES, DOC_RECALL_NATS, DOC_RECALL_BYTES, DOC_HITS, DOC_SPANS = range(6)
+
+
 class Totals:
-    """Running sums over the evaluated windows."""
+    """Running sums over the evaluated windows, the ones behind bpb, recall_bpb and recall_acc
+    per document (`per_doc`: doc index -> the DOC_* sums)."""
 
     def __init__(self) -> None:
-        self.nats = self.bytes = self.recall_nats = self.recall_bytes = 0.0
+        self.per_doc: dict[int, list[float]] = {}
         self.tokens = self.recall_tokens = self.windows = self.positions = 0
         self.evicted = self.slots_used = 0
         self.spans: list[tuple[int, bool]] = []
@@ -120,10 +130,13 @@ class Totals:
         nbytes = torch.where(targets >= 0, token_bytes[targets.clamp(min=0)], 0).double()
         counted = nbytes > 0
         recall = counted & batch.recall
-        self.nats += nats[counted].sum().item()
-        self.bytes += nbytes.sum().item()
-        self.recall_nats += nats[recall].sum().item()
-        self.recall_bytes += nbytes[recall].sum().item()
+        sums = torch.stack([torch.where(counted, nats, 0).sum(1), nbytes.sum(1),
+                            torch.where(recall, nats, 0).sum(1),
+                            torch.where(recall, nbytes, 0).sum(1)], 1).tolist()
+        for d, row in zip(batch.doc_index.tolist(), sums):
+            doc = self.per_doc.setdefault(d, [0.0] * 6)
+            for i, value in enumerate(row):
+                doc[i] += value
         self.tokens += int((targets >= 0).sum())
         self.recall_tokens += int(recall.sum())
         self.windows += targets.shape[0]
@@ -138,23 +151,50 @@ class Totals:
 
     def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[TrainingDocument],
                    window_len: int) -> None:
+        doc_index = batch.doc_index.tolist()
         for b, doc, start, end, stated, at in window_recall_spans(batch, docs, window_len):
-            self.spans.append((start - stated, bool(correct[b, at:at + end - start].all())))
+            ok = bool(correct[b, at:at + end - start].all())
+            self.spans.append((start - stated, ok))
+            sums = self.per_doc[doc_index[b]]
+            sums[DOC_HITS] += ok
+            sums[DOC_SPANS] += 1
+
+    def column(self, index: int) -> list[float]:
+        """One DOC_* sum of every evaluated document, in document order."""
+        return [self.per_doc[d][index] for d in sorted(self.per_doc)]
 
     def result(self) -> dict[str, Any]:
+        """The figures, each with its sample size and 95% interval (evaluation/intervals.py):
+        recall_acc Wilson over recall spans; bpb and recall_bpb bootstrapped over documents."""
         ln2 = math.log(2)
+        nats, nbytes = self.column(DOC_NATS), self.column(DOC_BYTES)
+        recall_nats, recall_bytes = self.column(DOC_RECALL_NATS), self.column(DOC_RECALL_BYTES)
+        hits, spans = int(sum(self.column(DOC_HITS))), len(self.spans)
+
+        def bits_per_byte(num: list[float], den: list[float]) -> tuple[float | None, list[float] | None]:
+            if not sum(den):
+                return None, None
+            interval = bootstrap_ratio(num, den)
+            return sum(num) / (ln2 * sum(den)), [bound / ln2 for bound in interval]
+
+        bpb, bpb_ci = bits_per_byte(nats, nbytes)
+        recall_bpb, recall_bpb_ci = bits_per_byte(recall_nats, recall_bytes)
+        acc_ci = wilson(hits, spans)
         return {
-            "bpb": self.nats / (ln2 * self.bytes) if self.bytes else None,
-            "recall_bpb": self.recall_nats / (ln2 * self.recall_bytes) if self.recall_bytes else None,
-            "nats_per_token": self.nats / self.tokens if self.tokens else None,
-            "recall_acc": sum(ok for _, ok in self.spans) / len(self.spans) if self.spans else None,
+            "bpb": bpb, "bpb_ci": bpb_ci,
+            "recall_bpb": recall_bpb, "recall_bpb_ci": recall_bpb_ci,
+            "nats_per_token": sum(nats) / self.tokens if self.tokens else None,
+            "recall_acc": hits / spans if spans else None,
+            "recall_acc_ci": list(acc_ci) if acc_ci else None,
             "recall_acc_by_distance": [[d, ok] for d, ok in self.spans],
             "compression": self.evicted / self.slots_used if self.slots_used else None,
             "positions": self.positions / self.windows if self.windows else None,
             "windows": self.windows,
+            "documents": len(self.per_doc),
+            "recall_documents": sum(1 for b in recall_bytes if b > 0),
             "tokens": self.tokens,
             "recall_tokens": self.recall_tokens,
-            "recall_spans": len(self.spans),
+            "recall_spans": spans,
         }
 
 

@@ -188,7 +188,7 @@ TABLE_WRITERS: dict[str, str] = {
     "triplets": "extract", "extraction_errors": "extract",
     "entities": "canonicalize", "relations": "canonicalize", "aliases": "canonicalize",
     "canonical_ids": "canonicalize",
-    "metrics": "evaluate",
+    "evaluations": "evaluate", "metrics": "evaluate", "extraction_scores": "evaluate",
     "stage_runs": "pipeline",
 }
 

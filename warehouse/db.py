@@ -10,6 +10,7 @@ its own shards; a plain `duckdb.connect` (no variable) reads the folder the view
 """
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from importlib import resources
@@ -23,6 +24,11 @@ from warehouse.contracts import SHARD_KINDS
 DB_NAME = "warehouse.duckdb"
 SHARD_VIEWS = {kind: k.view for kind, k in SHARD_KINDS.items()}  # shard folder -> view name
 RUN_DIR_VARIABLE = "warehouse_run_dir"
+# Tables an older schema left that need no migration: their stage writes them again from its
+# own outputs (metrics: the evaluate stage, from eval/<variant>.json), and before evaluation
+# history the old table held only the latest evaluation, which that rerun records again.
+RECORDED_AGAIN = {"metrics": "evaluate"}
+log = logging.getLogger(__name__)
 
 
 class WarehouseLocked(RuntimeError):
@@ -66,6 +72,7 @@ def connect(run_dir: Path, read_only: bool = False,
     con.execute(f"SET VARIABLE {RUN_DIR_VARIABLE} = ?", [str(Path(run_dir).resolve())])
     if not read_only:
         try:
+            _drop_recorded_again(con, path)
             con.execute(schema_sql())
             _check_columns(con, path)
         except BaseException:
@@ -83,6 +90,17 @@ def _schema_columns() -> dict[str, list[str]]:
         return _columns(probe)
     finally:
         probe.close()
+
+
+def _drop_recorded_again(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Drop the tables of an older schema that their stage records again (RECORDED_AGAIN): it
+    reruns anyway, since its code version covers schema.sql."""
+    expected = _schema_columns()
+    for table, columns in _columns(con).items():
+        if table in RECORDED_AGAIN and columns != expected[table]:
+            log.warning("%s: table %s predates the current schema; dropped (the %s stage "
+                        "records it again)", path, table, RECORDED_AGAIN[table])
+            con.execute(f"DROP TABLE {table}")
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -2,7 +2,8 @@
 -- Stages write parquet shards; a single step per stage loads or registers them here.
 -- Every table has exactly one writer stage (warehouse/contracts.py TABLE_WRITERS):
 --   documents: ingest; triplets, extraction_errors: extract;
---   entities, relations, aliases, canonical_ids: canonicalize; metrics: evaluate;
+--   entities, relations, aliases, canonical_ids: canonicalize;
+--   evaluations, metrics, extraction_scores: evaluate;
 --   stage_runs: the pipeline itself (one row per executed stage).
 -- Views over the shard folders (docs_shards, triplet_shards, tokens_shards, memory_shards, ...)
 -- are created by warehouse.db.register_shard_views once the folders exist.
@@ -67,14 +68,36 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     counts      JSON                      -- row counts and named drop reasons
 );
 
+-- The evaluate stage's history: one row per evaluation (a run of the stage with new figures),
+-- its figures in metrics and extraction_scores; the newest recorded_at is the current one.
+CREATE TABLE IF NOT EXISTS evaluations (
+    evaluation_id      VARCHAR PRIMARY KEY,   -- hash of the config fingerprint and every figure
+    config_fingerprint VARCHAR NOT NULL,      -- of the whole run config
+    recorded_at        TIMESTAMP NOT NULL,    -- last recorded (re-recording the same one moves it)
+    settings           JSON NOT NULL          -- tokenizer vocab, model shape, steps, variants, ...
+);
+
 CREATE TABLE IF NOT EXISTS metrics (
-    variant     VARCHAR NOT NULL,         -- 'window' | 'triplet' | 'raw' | 'full' | extraction backend
-    ablation    VARCHAR NOT NULL,         -- 'none' | 'shuffled' | 'oracle' | ...
+    evaluation_id VARCHAR NOT NULL,           -- evaluations.evaluation_id
+    variant     VARCHAR NOT NULL,             -- 'window' | 'triplet' | 'raw' | 'full'
+    ablation    VARCHAR NOT NULL,             -- 'none' | 'shuffled' | 'oracle' | 'gap:spacy' | ...
     split       VARCHAR NOT NULL,
-    metric      VARCHAR NOT NULL,         -- 'bpb', 'recall_bpb', 'recall_acc', 'compression', ...
+    metric      VARCHAR NOT NULL,             -- 'bpb', 'recall_bpb', 'recall_acc', 'windows', ...
+    bucket_lo   INTEGER,                      -- distance bucket [lo, hi) in tokens of a
+    bucket_hi   INTEGER,                      --   recall_acc row; NULL on every other row
     value       DOUBLE NOT NULL,
-    step        INTEGER,
-    recorded_at TIMESTAMP DEFAULT current_timestamp
+    ci_lo       DOUBLE,                       -- 95% interval (Wilson; bootstrap over documents)
+    ci_hi       DOUBLE,
+    n           BIGINT,                       -- sample size: recall spans, or documents for bpb
+    step        INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS extraction_scores (
+    evaluation_id VARCHAR NOT NULL,
+    extractor   VARCHAR NOT NULL,             -- 'spacy' | 'vllm:<model>' (scored against oracle)
+    metric      VARCHAR NOT NULL,             -- 'strict_p', 'relaxed_f1', 'extracted_triplets', ...
+    value       DOUBLE NOT NULL,
+    n           BIGINT                        -- what a share is of (extracted or gold triplets)
 );
 
 CREATE TABLE IF NOT EXISTS extraction_errors (

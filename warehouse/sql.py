@@ -2,10 +2,12 @@
 
     python -m warehouse.sql --run runs/tiny "SELECT count(*) FROM documents"
     python -m warehouse.sql --run runs/tiny "SELECT * FROM triplets LIMIT 5" --format json
+    python -m warehouse.sql --run runs/tiny --evaluations         # the evaluate stage's history
+    python -m warehouse.sql --run runs/tiny --compare 3f1c 9a02   # two evaluations side by side
 
 The database is opened read-only, so it can be queried while no stage writes it. Besides the
-tables (documents, triplets, entities, relations, aliases, stage_runs, metrics,
-extraction_errors) the shard folders are visible as views: docs_shards, gold_shards,
+tables (documents, triplets, entities, relations, aliases, stage_runs, evaluations, metrics,
+extraction_scores, extraction_errors) the shard folders are visible as views: docs_shards, gold_shards,
 recall_shards, triplet_shards, tokens_shards, memory_shards: the views the stages stored, which
 read the run folder where it lies now (a moved run folder included), and a connection-local view
 for a folder with shards but no stored view, so each is listed once. Only one statement of a
@@ -17,6 +19,19 @@ The warehouse is sealed: the connection reads files only inside the run folder (
 configuration is locked before the query runs, so a SELECT cannot read `/etc/passwd`, fetch from
 the network or write under $HOME. A query stops after `--timeout` seconds (default 60) or at
 Ctrl-C, and releases the database at once.
+
+`--evaluations` lists the run's evaluations, newest (the current one) first; `--compare A B`
+prints every figure of evaluations A and B (ids or unique prefixes of them) side by side, with
+B - A. It runs this query, which works as it is in any SQL client:
+
+    SELECT coalesce(a.variant, b.variant) AS variant, coalesce(a.ablation, b.ablation) AS ablation,
+           coalesce(a.metric, b.metric) AS metric, coalesce(a.bucket_lo, b.bucket_lo) AS bucket_lo,
+           a.value AS a, b.value AS b, b.value - a.value AS b_minus_a, a.n AS n_a, b.n AS n_b
+    FROM (SELECT * FROM metrics WHERE evaluation_id = 'A') a
+    FULL JOIN (SELECT * FROM metrics WHERE evaluation_id = 'B') b
+      ON a.variant = b.variant AND a.ablation = b.ablation AND a.metric = b.metric
+     AND a.bucket_lo IS NOT DISTINCT FROM b.bucket_lo   -- NULL on every row but a bucket's
+    ORDER BY variant, ablation, metric, bucket_lo
 
 Exit status: 0 answered; 1 the query failed, timed out, or a stage holds the write lock; 2 bad
 arguments, missing run or warehouse, or a refused statement (a write of any kind, a data-modifying
@@ -199,6 +214,36 @@ def format_json(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 FORMATTERS = {"table": format_table, "csv": format_csv, "json": format_json}
 
 
+EVALUATIONS_SQL = ("SELECT evaluation_id, recorded_at, config_fingerprint, settings FROM evaluations "
+                   "ORDER BY recorded_at DESC, evaluation_id")
+
+
+class UnknownEvaluation(ValueError):
+    """An evaluation id (prefix) that names no evaluation, or several."""
+
+
+def compare_sql(a: str, b: str) -> str:
+    """The module docstring's comparison query for evaluation ids `a` and `b` (the documented
+    query is the one that runs, so the two cannot drift apart)."""
+    query = __doc__.split("    SELECT coalesce", 1)[1].split("\n\nExit status", 1)[0]
+    query = "SELECT coalesce" + query.replace("'A'", _quote(a)).replace("'B'", _quote(b))
+    return "\n".join(line.split("--")[0].strip() for line in query.splitlines())
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def resolve_evaluation(run_dir: Path, prefix: str, timeout: float = DEFAULT_TIMEOUT_S) -> str:
+    """The one evaluation id starting with `prefix`; UnknownEvaluation naming the matches otherwise."""
+    _, rows = run_query(run_dir, "SELECT evaluation_id FROM evaluations WHERE starts_with("
+                        f"evaluation_id, {_quote(prefix)}) ORDER BY evaluation_id", timeout)
+    if len(rows) != 1:
+        found = ", ".join(r[0] for r in rows) if rows else "none (--evaluations lists them)"
+        raise UnknownEvaluation(f"evaluation {prefix!r} must name exactly one evaluation; matches: {found}")
+    return rows[0][0]
+
+
 def _fail(message: str, status: int) -> int:
     print(f"warehouse.sql: {message}", file=sys.stderr)
     return status
@@ -210,17 +255,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help=f"stop the query after this long (default {DEFAULT_TIMEOUT_S:g})")
-    parser.add_argument("sql", help="one read-only SQL statement")
+    parser.add_argument("--evaluations", action="store_true",
+                        help="list the run's evaluations, newest first")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="two evaluations' figures side by side (ids or unique prefixes)")
+    parser.add_argument("sql", nargs="?", help="one read-only SQL statement")
     args = parser.parse_args(argv)
     if not 0 < args.timeout < 10**7:
         parser.error("--timeout must be a positive number of seconds")
+    if sum((args.sql is not None, args.evaluations, args.compare is not None)) != 1:
+        parser.error("give one of: an SQL statement, --evaluations, --compare A B")
 
     if not args.run.is_dir():
         return _fail(f"{args.run}: no such run folder", 2)
     if not db_path(args.run).is_file():
         return _fail(f"{db_path(args.run)}: no warehouse here (has the ingest stage run?)", 2)
     try:
-        columns, rows = run_query(args.run, args.sql, args.timeout)
+        if args.compare:
+            a, b = (resolve_evaluation(args.run, prefix, args.timeout) for prefix in args.compare)
+            sql = compare_sql(a, b)
+        else:
+            sql = EVALUATIONS_SQL if args.evaluations else args.sql
+        columns, rows = run_query(args.run, sql, args.timeout)
+    except UnknownEvaluation as err:
+        return _fail(str(err), 2)
     except RefusedStatement as err:
         return _fail(f"refused: {err}", 2)
     except QueryStopped as err:

@@ -1,5 +1,5 @@
-"""Extraction scoring into `metrics` (the evaluate stage's rows), distance buckets, and the report
-stage's markdown and plots from those rows."""
+"""Extraction scoring into the evaluate stage's tables, distance buckets, evaluation history, and
+the report stage's markdown and plots from those rows."""
 import json
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import pytest
 
 from configs.schema import parse_config
 from evaluation.extraction_quality import memory_gap
-from evaluation.metrics import Metrics, distance_bucket, distance_buckets
+from evaluation.metrics import Figure, Metrics, distance_bucket, distance_buckets, metric_row, read_metrics
 from evaluation.report import build_report, gap_section
 from evaluation.stage import record_metrics
 from model.variants import VARIANTS
@@ -22,6 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ORACLE = [("a", "Mara Quell", "lives in", "Orvane", 30), ("a", "Mara Quell", "works at", "Tessaly Labs", 60),
           ("b", "Ilsa Brandt", "is a", "baker", 20), ("b", "Ilsa Brandt", "knows", "Mara Quell", 40)]
 SPACY = [("a", "mara quell", "lived in", "Orvane.", 30),  # strict match after normalization
+         ("a", "mara quell", "lived in", "Orvane.", 30),  # stated twice: one item, two rows
          ("a", "Mara Quell", "employs", "Tessaly Labs", 60),  # relaxed only
          ("b", "Ilsa Brandt", "is a", "baker", 300),  # matches, but stated after the recall
          ("b", "Ilsa Brandt", "likes", "tea", 50),  # wrong
@@ -29,26 +30,33 @@ SPACY = [("a", "mara quell", "lived in", "Orvane.", 30),  # strict match after n
 RECALLS = [("a", "Mara Quell", "lives in", "Orvane", 500), ("b", "Ilsa Brandt", "is a", "baker", 200)]
 
 
-def _metric(variant, ablation, metric, value, split="val"):
-    return {"variant": variant, "ablation": ablation, "split": split, "metric": metric,
-            "value": value, "step": 300}
+def _metric(variant, ablation, metric, value, lo=None, hi=None, n=None, bucket=None):
+    return metric_row(variant, ablation, metric, Figure(value, lo, hi, n), 300, bucket)
 
 
-MODEL_ROWS = [_metric("window", "none", "bpb", 2.1), _metric("window", "none", "recall_bpb", 6.25),
-            _metric("window", "none", "recall_acc", 0.05), _metric("window", "none", "positions", 64),
+def _counts(variant, ablation, spans, docs=20, windows=40):
+    return [_metric(variant, ablation, "windows", windows), _metric(variant, ablation, "documents", docs),
+            _metric(variant, ablation, "recall_spans", spans)]
+
+
+MODEL_ROWS = [_metric("window", "none", "bpb", 2.1, 2.0, 2.2, 20),
+            _metric("window", "none", "recall_bpb", 6.25, 6.0, 6.5, 19),
+            _metric("window", "none", "recall_acc", 0.05, 0.02, 0.11, 120),
+            *_counts("window", "none", 120), _metric("window", "none", "positions", 64),
             _metric("window", "none", "compression", 0),
             _metric("raw", "none", "bpb", 2.0), _metric("raw", "none", "recall_acc", 0.07),
             _metric("raw", "none", "positions", 80),
             _metric("triplet", "none", "bpb", 1.8), _metric("triplet", "none", "recall_bpb", 1.5),
-            _metric("triplet", "none", "recall_acc", 0.9), _metric("triplet", "none", "positions", 80),
+            _metric("triplet", "none", "recall_acc", 0.9, 0.84, 0.94, 120), *_counts("triplet", "none", 120),
+            _metric("triplet", "none", "positions", 80),
             _metric("triplet", "none", "compression", 12.5),
-            _metric("triplet", "no_memory", "recall_acc", 0.1),
+            _metric("triplet", "no_memory", "recall_acc", 0.1, 0.0, 0.5, 35), *_counts("triplet", "no_memory", 35),
             _metric("triplet", "shuffled", "bpb", 2.2), _metric("triplet", "shuffled", "recall_acc", 0.08),
             _metric("triplet", "spacy", "recall_acc", 0.4),
-            _metric("window", "none", "recall_acc@96-112", 0.1),
-            _metric("window", "none", "recall_acc@128-160", 0.0),
-            _metric("triplet", "none", "recall_acc@96-112", 0.95),
-            _metric("triplet", "none", "recall_acc@128-160", 0.85)]
+            _metric("window", "none", "recall_acc", 0.1, 0.05, 0.2, 40, (96, 112)),
+            _metric("window", "none", "recall_acc", 0.0, 0.0, 0.2, 20, (128, 160)),
+            _metric("triplet", "none", "recall_acc", 0.95, 0.9, 0.99, 40, (96, 112)),
+            _metric("triplet", "none", "recall_acc", 0.85, 0.6, 0.95, 20, (128, 160))]
 
 
 def make_run(tmp_path: Path, cfg=None, model_rows=MODEL_ROWS) -> Path:
@@ -73,11 +81,9 @@ def make_run(tmp_path: Path, cfg=None, model_rows=MODEL_ROWS) -> Path:
                  for s, l in points]
         (run / "train").mkdir(exist_ok=True)
         (run / "train" / f"{variant}.jsonl").write_text("\n".join(lines) + '\n{"step": 30, "lo')
+    # an older evaluation, superseded by the one recorded after it
+    record_metrics(cfg or parse_config(CONFIG), run, [_metric("window", "none", "bpb", 9.9)])
     record_metrics(cfg or parse_config(CONFIG), run, model_rows)
-    con = connect(run)
-    con.execute("INSERT INTO metrics VALUES ('window', 'none', 'val', 'bpb', 9.9, 100, "
-                "TIMESTAMP '2020-01-01 00:00:00')")  # an older evaluation: superseded
-    con.close()
     return run
 
 
@@ -86,8 +92,8 @@ def test_distance_buckets_are_fixed_and_count_hits():
         (0, 16), (0, 16), (16, 32), (48, 64), (64, 80), (64, 80), (80, 96), (112, 128),
         (128, 160), (128, 160), (256, 320), (896, 1024)]
     pairs = [(10, True), (20, False), (70, True), (100, True), (100, False), (130, True), (300, False)]
-    assert distance_buckets(pairs) == [(0, 16, 1.0, 1), (16, 32, 0.0, 1), (64, 80, 1.0, 1),
-                                       (96, 112, 0.5, 2), (128, 160, 1.0, 1), (256, 320, 0.0, 1)]
+    assert distance_buckets(pairs) == [(0, 16, 1, 1), (16, 32, 0, 1), (64, 80, 1, 1),
+                                       (96, 112, 1, 2), (128, 160, 1, 1), (256, 320, 0, 1)]
     assert distance_buckets([]) == []
 
 
@@ -103,34 +109,72 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
         assert f"]({png})" in md
 
-    assert "| `window` | 2.100 | 6.250 | 0.050 | 64 | 0.0 |" in md  # newest bpb, not 9.9
-    assert "| `raw` | 2.000 | – | 0.070 | 80 | – |" in md
-    assert "| `triplet` | 1.800 | 1.500 | 0.900 | 80 | 12.5 |" in md
+    # newest evaluation's bpb (not 9.9), each figure with its interval and n
+    assert ("| `window` | 2.100 [2.000, 2.200] n=20 | 6.250 [6.000, 6.500] n=19 | "
+            "0.050 [0.020, 0.110] n=120 | 64 | 0.0 | 40 / 20 / 120 |") in md
+    assert "| `raw` | 2.000 | – | 0.070 | 80 | – | – / – / – |" in md
+    assert "| `triplet` | 1.800 | 1.500 | 0.900 [0.840, 0.940] n=120 | 80 | 12.5 | 40 / 20 / 120 |" in md
     assert "| `full` | not run |" in md
+    assert "| `no_memory` | removed | – | – | 0.100 [0.000, 0.500] n=35 (n=35 spans: too few to conclude) |" in md
     assert "| `shuffled` | another document's | 2.200 | – | 0.080 |" in md
     # trained with oracle memory: the oracle ablation is the unablated row
-    assert "| `oracle` | oracle (gold) triplets: as trained, the `none` row | 1.800 | 1.500 | 0.900 |" in md
+    assert "| `oracle` | oracle (gold) triplets: as trained, the `none` row | 1.800 | 1.500 | 0.900 [0.840, 0.940] n=120 |" in md
     assert "| `spacy` | spaCy triplets | – | – | 0.400 |" in md
-    # strict 2/4 (lives in, is a); relaxed 3/4; 1 of 2 recalled facts stated before the recall
-    assert "| `spacy` | 2 | 4 | 4 | 0.500 | 0.500 | 0.500 | 0.750 | 0.750 | 0.750 | 0.500 |" in md
+    assert "Recall spans: the corpus's gold spans (`window` 120, `triplet` 120 evaluated)." in md
+    # strict 2/4 (lives in, is a); relaxed 3/4; 1 of 2 recalled facts stated before the recall;
+    # 5 extracted rows in the scored documents (one fact stated twice is one scored item)
+    assert "| `spacy` | 2 | 4 | 5 | 0.500 | 0.500 | 0.500 | 0.750 | 0.750 | 0.750 | 0.500 |" in md
     # gap 0.9 - 0.4; expected 0.9 * 0.5 + 0.1 * 0.5 = 0.5 -> explains 0.4 / 0.5 of the gap
     assert "a gap of 0.500" in md and "would give 0.500" in md and "explain 80% of the gap" in md
-    assert "| distance (tokens) | window | triplet |" in md and "| 96-112 | 0.100 | 0.950 |" in md
+    assert "recall_acc is 0.900 [0.840, 0.940] n=120 with oracle memory" in md
+    assert "| distance (tokens) | window | triplet |" in md
+    assert "| 96-112 | 0.100 n=40 | 0.950 n=40 |" in md
+    assert "| 128-160 | 0.000 n=20 (n<30) | 0.850 n=20 (n<30) |" in md
 
     con = connect(run, read_only=True)
-    got = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'spacy' "
-                           "AND ablation = 'vs_oracle'").fetchall())
+    current, older = [r[0] for r in con.execute(
+        "SELECT evaluation_id FROM evaluations ORDER BY recorded_at DESC").fetchall()]
+    assert f"evaluation `{current}`" in md and "the run holds 2" in md
+    got = dict(con.execute("SELECT metric, value FROM extraction_scores WHERE extractor = 'spacy' "
+                           "AND evaluation_id = ?", [current]).fetchall())
+    n = dict(con.execute("SELECT metric, n FROM extraction_scores WHERE extractor = 'spacy' "
+                         "AND evaluation_id = ?", [current]).fetchall())
     gap = dict(con.execute("SELECT metric, value FROM metrics WHERE variant = 'triplet' "
-                           "AND ablation = 'gap:spacy'").fetchall())
+                           "AND ablation = 'gap:spacy' AND evaluation_id = ?", [current]).fetchall())
+    buckets = con.execute("SELECT bucket_lo, bucket_hi, value, n FROM metrics WHERE variant = "
+                          "'triplet' AND bucket_lo IS NOT NULL AND evaluation_id = ? "
+                          "ORDER BY bucket_lo", [current]).fetchall()
+    triplet_rows = con.execute("SELECT count(*) FROM triplets WHERE extractor = 'spacy' AND doc_id IN "
+                               "(SELECT doc_id FROM triplets WHERE extractor = 'oracle')").fetchall()
+    assert read_metrics(con, older).get("window", "none", "bpb") == 9.9  # history kept
     con.close()
     assert got["strict_f1"] == 0.5 and got["relaxed_r"] == 0.75 and got["recall_fact_coverage"] == 0.5
+    assert got["extracted_triplets"] == triplet_rows[0][0] == 5
+    assert n["strict_p"] == 4 and n["strict_r"] == 4 and n["recall_fact_coverage"] == 2
     assert gap["recall_acc_gap"] == pytest.approx(0.5)
     assert gap["gap_share_explained_by_extraction"] == pytest.approx(0.8)
+    assert buckets == [(96, 112, 0.95, 40), (128, 160, 0.85, 20)]
 
-    record_metrics(parse_config(CONFIG), run, MODEL_ROWS)  # a rerun replaces every row
+
+def test_recording_the_same_evaluation_again_adds_no_rows(tmp_path):
+    run = make_run(tmp_path)
     con = connect(run, read_only=True)
-    assert con.execute("SELECT count(*) FROM metrics WHERE variant = 'spacy' AND ablation = "
-                       "'vs_oracle' AND metric = 'strict_f1'").fetchall() == [(1,)]
+    before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall() for t in
+              ("evaluations", "metrics", "extraction_scores")}
+    first = con.execute("SELECT evaluation_id FROM evaluations ORDER BY recorded_at").fetchall()
+    con.close()
+    again = record_metrics(parse_config(CONFIG), run, MODEL_ROWS)  # a cached rerun of the stage
+    con = connect(run, read_only=True)
+    after = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall() for t in before}
+    newest = con.execute("SELECT evaluation_id FROM evaluations ORDER BY recorded_at DESC "
+                         "LIMIT 1").fetchall()
+    con.close()
+    assert after == before and again["evaluation_id"] == first[-1][0] == newest[0][0]
+    # the older evaluation recorded again becomes the current one
+    older = record_metrics(parse_config(CONFIG), run, [_metric("window", "none", "bpb", 9.9)])
+    con = connect(run, read_only=True)
+    assert older["evaluation_id"] == first[0][0]
+    assert read_metrics(con).get("window", "none", "bpb") == 9.9
     con.close()
 
 
@@ -140,23 +184,23 @@ def test_gap_when_trained_on_extracted_memory(tmp_path):
     run = make_run(tmp_path, cfg, MODEL_ROWS + [_metric("triplet", "oracle", "recall_acc", 0.95)])
     md = (run / build_report(cfg, run)["outputs"][0]).read_text()
     # the unablated triplet row now holds spaCy memory (0.9), the oracle ablation 0.95
-    assert "| `none` | `spacy` (as trained) | 1.800 | 1.500 | 0.900 |" in md
-    assert "with oracle memory and 0.900 with `spacy` memory, a gap of 0.050" in md
+    assert "| `none` | `spacy` (as trained) | 1.800 | 1.500 | 0.900 [0.840, 0.940] n=120 |" in md
+    assert "with oracle memory and 0.900 [0.840, 0.940] n=120 with `spacy` memory, a gap of 0.050" in md
     assert "| `oracle` | oracle (gold) triplets | – | – | 0.950 |" in md
 
 
 def test_a_gap_under_one_point_is_not_apportioned():
     cfg = parse_config(CONFIG)
-    metrics = Metrics([("triplet", "none", "val", "recall_acc", 0.175),
-                       ("triplet", "spacy", "val", "recall_acc", 0.174),
-                       ("triplet", "no_memory", "val", "recall_acc", 0.013)])
+    metrics = Metrics([_metric("triplet", "none", "recall_acc", 0.175),
+                       _metric("triplet", "spacy", "recall_acc", 0.174),
+                       _metric("triplet", "no_memory", "recall_acc", 0.013)])
     gap = memory_gap(cfg, metrics, "triplet", "spacy", {"recall_fact_coverage": 0.99})
     assert gap["recall_acc_gap"] == pytest.approx(0.001)
     assert "gap_share_explained_by_extraction" not in gap  # 0.1% of noise is not a share
-    rows = [("spacy", "vs_oracle", "all", m, 0.99) for m in ("strict_r", "relaxed_r",
-                                                             "recall_fact_coverage")]
-    rows += [("triplet", "gap:spacy", "val", m, v) for m, v in gap.items()]
-    md = "\n".join(gap_section(Metrics(rows), ["triplet"]))
+    scores = [{"extractor": "spacy", "metric": m, "value": 0.99}
+              for m in ("strict_r", "relaxed_r", "recall_fact_coverage")]
+    rows = [_metric("triplet", "gap:spacy", m, v) for m, v in gap.items()]
+    md = "\n".join(gap_section(Metrics(rows, scores), ["triplet"]))
     assert "too small to apportion" in md and "explain" not in md
 
 
@@ -175,3 +219,34 @@ def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
 def test_report_without_a_warehouse_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         build_report(parse_config(CONFIG), tmp_path / "nothing")
+
+
+def test_recall_spans_of_the_real_text_heuristic_are_said_not_to_be_gold():
+    from evaluation.report import variants_section
+    metrics = Metrics([_metric("triplet", "none", "recall_acc", 0.4, 0.3, 0.5, 80),
+                       *_counts("triplet", "none", 80)])
+    real_text = parse_config({**CONFIG, "ingest": {"source": "fineweb"}, "extract": {"backends": ["spacy"]},
+                              "train": {"memory_source": "spacy"}})
+    real = "\n".join(variants_section(real_text, metrics))
+    assert "Recall spans: **not gold**" in real and "real-text heuristic of shards/recall.py" in real
+    assert "(`triplet` 80 evaluated)" in real
+    assert "0.400 [0.300, 0.500] n=80 (n=80 spans: too few to conclude)" in real
+    gold = "\n".join(variants_section(parse_config(CONFIG), metrics))
+    assert "the corpus's gold spans" in gold and "not gold" not in gold
+
+
+def test_model_rows_carry_intervals_sample_sizes_and_bucket_columns():
+    from evaluation.intervals import wilson
+    from evaluation.metrics import model_rows
+    result = {"step": 7, "bpb": 2.0, "bpb_ci": [1.9, 2.1], "recall_acc": 2 / 3,
+              "recall_acc_ci": list(wilson(2, 3)), "documents": 5, "recall_spans": 3, "windows": 9,
+              "recall_acc_by_distance": [[70, True], [75, False], [10, True]]}
+    rows = {(r["metric"], r["bucket_lo"]): r for r in model_rows("triplet", "none", result)}
+    assert rows[("bpb", None)]["n"] == 5 and rows[("bpb", None)]["ci_lo"] == 1.9
+    assert rows[("recall_acc", None)]["n"] == 3 and rows[("recall_acc", None)]["bucket_hi"] is None
+    assert rows[("windows", None)]["value"] == 9 and rows[("windows", None)]["n"] is None
+    bucket = rows[("recall_acc", 64)]
+    assert (bucket["bucket_hi"], bucket["value"], bucket["n"]) == (80, 0.5, 2)
+    assert (bucket["ci_lo"], bucket["ci_hi"]) == wilson(1, 2)
+    assert Metrics(rows.values()).distance_curves(["triplet"]) == {
+        "triplet": [(0, 16, 1.0, 1), (64, 80, 0.5, 2)]}

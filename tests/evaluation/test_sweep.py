@@ -4,7 +4,8 @@ import pytest
 
 from configs.sweep import point_run_dir, sweep_plan
 from evaluation.sweep import build_sweep_report, sweep_rows
-from evaluation.stage import insert_metrics
+from evaluation.metrics import Figure, metric_row
+from evaluation.stage import write_evaluation
 from warehouse.db import connect
 from warehouse.sql import run_query
 
@@ -18,8 +19,8 @@ TRIPLET = {1337: 0.55, 1: 0.45}  # mean 0.5, spread 0.1
 def write_point_metrics(sweep_dir, point, rows):
     point_run_dir(sweep_dir, point).mkdir(parents=True)
     con = connect(point_run_dir(sweep_dir, point))
-    insert_metrics(con, [{"variant": v, "ablation": "none", "split": "val", "metric": m,
-                          "value": value, "step": 1} for v, m, value in rows])
+    write_evaluation(con, "config", {}, [metric_row(v, "none", m, Figure(value), 1)
+                                         for v, m, value in rows], [])
     con.close()
 
 
@@ -33,7 +34,8 @@ def cap_sweep(tmp_path):
         write_point_metrics(tmp_path, point.name, [
             ("full", "recall_acc", FULL_ACC[cap][seed == 1]),
             ("full", "positions", FULL_POSITIONS[cap]),
-            ("triplet", "recall_acc", TRIPLET[seed]), ("triplet", "positions", 74.0)])
+            ("triplet", "recall_acc", TRIPLET[seed]), ("triplet", "positions", 74.0),
+            ("triplet", "recall_spans", 100.0 + (seed == 1) * 20)])
     return plan, tmp_path
 
 
@@ -85,6 +87,8 @@ def test_report_writes_its_figures_to_the_sweep_warehouse(cap_sweep):
     assert points == [(8,)]
     md = (sweep_dir / "report" / "sweep.md").read_text()
     assert "| `triplet` | recall_acc | 96.0 | 145.0 | 1.96 | 2 |" in md
+    # the recall spans each point evaluated, beside the seeds' n
+    assert "recall_spans:" in md and "| `triplet` | 110.000 ± 10.000 (n=2) |" in md
 
 
 def test_then_reruns_each_variant_at_its_best_value_without_changing_the_choice(tmp_path):

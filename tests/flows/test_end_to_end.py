@@ -43,8 +43,9 @@ def test_all_stages_then_everything_cached(tmp_path, prefect_harness):
     con = connect(run, read_only=True)
     rows = con.execute("SELECT variant, ablation, metric, value FROM metrics "
                        "WHERE metric IN ('bpb', 'recall_acc')").fetchall()
-    extraction = con.execute("SELECT metric FROM metrics WHERE variant = 'spacy' "
-                             "AND ablation = 'vs_oracle'").fetchall()
+    extraction = con.execute("SELECT metric FROM extraction_scores WHERE extractor = 'spacy'"
+                             ).fetchall()
+    assert con.execute("SELECT count(*) FROM evaluations").fetchall() == [(1,)]
     con.close()
     got = {(v, a, m) for v, a, m, _ in rows}
     for variant in ("window", "triplet", "raw", "full"):

@@ -32,6 +32,13 @@ def test_every_variant_gets_finite_metrics(trained):
             assert math.isfinite(r[key]), (variant, key)
         assert r["windows"] == 16 and r["recall_tokens"] == 8 and r["recall_spans"] == 8
         assert all(d == 22 for d, _ in r["recall_acc_by_distance"])  # value at 27, stated at 5
+        # 40 docs, 20% val: 8 documents of 2 windows, one recall span each
+        assert r["documents"] == r["recall_documents"] == 8
+        lo, hi = r["recall_acc_ci"]
+        assert lo <= r["recall_acc"] <= hi and hi - lo > 0.2  # 8 spans: a wide Wilson interval
+        for key in ("bpb", "recall_bpb"):
+            lo, hi = r[f"{key}_ci"]
+            assert lo <= r[key] <= hi and lo < hi, (variant, key)
     # same targets for every variant; the context differs
     assert len({r["tokens"] for r in results.values()}) == 1
     assert results["window"]["positions"] == 16
@@ -40,6 +47,20 @@ def test_every_variant_gets_finite_metrics(trained):
     assert results["triplet"]["positions"] == 16 + 1 / 2  # one fact in memory there
     assert results["triplet"]["compression"] == 16.0  # 16 evicted tokens per slot
     assert results["window"]["compression"] is None
+
+
+def test_intervals_come_from_the_evaluated_spans_and_documents(trained):
+    from evaluation.intervals import wilson
+    from model.evaluate import Totals
+    cfg, run_dir, _ = trained
+    r = evaluate_variant(cfg, run_dir, "triplet")
+    hits = sum(ok for _, ok in r["recall_acc_by_distance"])
+    assert r["recall_acc"] == hits / r["recall_spans"]
+    assert r["recall_acc_ci"] == list(wilson(hits, r["recall_spans"]))
+    assert evaluate_variant(cfg, run_dir, "triplet")["bpb_ci"] == r["bpb_ci"]  # fixed seed
+    empty = Totals().result()
+    assert empty["documents"] == 0 and empty["bpb"] is None and empty["bpb_ci"] is None
+    assert empty["recall_acc_ci"] is None
 
 
 def test_memory_ablations_change_the_triplet_results(trained):

@@ -101,3 +101,29 @@ def test_a_warehouse_of_an_older_schema_is_refused_with_the_fix(tmp_path):
                                                 r"version .*delete the file and rerun"):
         connect(tmp_path)
     connect(tmp_path, read_only=True).close()  # readers still open it
+
+
+def test_a_metrics_table_of_before_evaluation_history_is_dropped_for_the_stage_to_record_again(
+        tmp_path, caplog):
+    old = duckdb.connect(str(db_path(tmp_path)))
+    old.execute("CREATE TABLE metrics (variant VARCHAR, ablation VARCHAR, split VARCHAR, "
+                "metric VARCHAR, value DOUBLE, step INTEGER, recorded_at TIMESTAMP)")
+    old.execute("INSERT INTO metrics VALUES ('triplet', 'none', 'val', 'recall_acc@64-80', 0.5, 1, "
+                "now())")
+    old.close()
+    con = connect(tmp_path)
+    columns = [r[0] for r in con.execute("DESCRIBE metrics").fetchall()]
+    assert "evaluation_id" in columns and "bucket_lo" in columns
+    assert con.execute("SELECT count(*) FROM metrics").fetchall() == [(0,)]
+    con.close()
+    assert "table metrics predates the current schema; dropped (the evaluate stage records it " \
+           "again)" in caplog.text
+
+
+def test_reading_a_warehouse_without_evaluation_history_says_what_to_rerun(tmp_path):
+    from evaluation.metrics import EvaluationsOutdated, read_metrics
+    duckdb.connect(str(db_path(tmp_path))).close()  # an old warehouse: no evaluations table
+    con = connect(tmp_path, read_only=True)
+    with pytest.raises(EvaluationsOutdated, match="rerun the evaluate stage"):
+        read_metrics(con)
+    con.close()

@@ -265,3 +265,45 @@ def test_output_piped_into_head_ends_quietly(run_dir):
     cli.stdout.close()  # like `| head -1`: the reader is gone long before 200,000 rows
     stderr = cli.stderr.read()
     assert cli.wait(timeout=120) == 0 and stderr == b""
+
+
+def _two_evaluations(run):
+    from evaluation.metrics import Figure, metric_row
+    from evaluation.stage import write_evaluation
+    con = connect(run)
+    ids = [write_evaluation(con, "config", {"steps": steps},
+                            [metric_row("triplet", "none", "recall_acc", Figure(acc, n=100)),
+                             metric_row("triplet", "none", "recall_acc", Figure(acc / 2, n=40),
+                                        bucket=(64, 80)),
+                             metric_row("triplet", "none", "bpb", Figure(2.0))], [])
+           for steps, acc in ((100, 0.5), (200, 0.75))]
+    con.close()
+    return ids
+
+
+def test_evaluations_are_listed_newest_first_and_compared_by_prefix(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    older, newer = _two_evaluations(run)
+    assert main(["--run", str(run), "--evaluations", "--format", "csv"]) == 0
+    listed = [line.split(",")[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert listed == [newer, older]
+    assert main(["--run", str(run), "--compare", older[:6], newer[:6], "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "variant,ablation,metric,bucket_lo,a,b,b_minus_a,n_a,n_b"
+    assert lines[1:] == ["triplet,none,bpb,,2.0,2.0,0.0,,",
+                         "triplet,none,recall_acc,64,0.25,0.375,0.125,40,40",
+                         "triplet,none,recall_acc,,0.5,0.75,0.25,100,100"]
+
+
+def test_compare_names_an_unknown_or_ambiguous_evaluation(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    older, _ = _two_evaluations(run)
+    assert main(["--run", str(run), "--compare", older, "zzz"]) == 2
+    assert "evaluation 'zzz' must name exactly one evaluation; matches: none" in capsys.readouterr().err
+    assert main(["--run", str(run), "--compare", older, ""]) == 2  # every id starts with ""
+    assert "matches: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--run", str(run), "--evaluations", "SELECT 1"])
+    assert "give one of" in capsys.readouterr().err
