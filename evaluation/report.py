@@ -158,7 +158,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def variants_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
     rows = []
-    for variant in VARIANTS:
+    for variant in cfg.train.variants:  # this run's, in its order; not every registered one
         if not metrics.has_run(variant):
             rows.append([f"`{variant}`", "not run", "", "", "", "", ""])
             continue
@@ -168,7 +168,7 @@ def variants_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
         rows.append([f"`{variant}`",
                      *(_recall_figure(metrics, variant, "none", m) for m in INTERVAL_METRICS),
                      _fmt(get("positions"), 0), _fmt(get("compression"), 1), counts])
-    readers = [v for v in VARIANTS if VARIANTS[v].reads_memory_rows]
+    readers = [v for v in cfg.train.variants if VARIANTS[v].reads_memory_rows]
     source = (f"{', '.join(f'`{v}`' for v in readers)} memory from `{cfg.train.memory_source}`. "
               if readers else "")
     return ["## Variants", "",

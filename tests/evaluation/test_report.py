@@ -11,11 +11,11 @@ from evaluation.extraction_quality import memory_gap
 from evaluation.metrics import Figure, Metrics, distance_bucket, distance_buckets, metric_row, read_metrics
 from evaluation.report import build_report, gap_section
 from evaluation.stage import record_metrics
-from model.variants import VARIANTS
 from warehouse.db import connect
 from warehouse.shard_io import shard_path, write_parquet_atomically
 
 CONFIG = {"name": "rep", "model": {"sequence_len": 64, "memory_slots": 16},
+          "train": {"variants": ["window", "triplet", "raw", "full"]},
           "evaluate": {"ablations": ["no_memory", "shuffled", "spacy"]}}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -115,6 +115,7 @@ def test_report_tables_extraction_scores_and_plots(tmp_path):
     assert "| `raw` | 2.000 | – | 0.070 | 80 | – | – / – / – |" in md
     assert "| `triplet` | 1.800 | 1.500 | 0.900 [0.840, 0.940] n=120 | 80 | 12.5 | 40 / 20 / 120 |" in md
     assert "| `full` | not run |" in md
+    assert "`kv`" not in md  # a registered variant this run does not train is not listed
     assert "| `no_memory` | removed | – | – | 0.100 [0.000, 0.500] n=35 (n=35 spans: too few to conclude) |" in md
     assert "| `shuffled` | another document's | 2.200 | – | 0.080 |" in md
     # trained with oracle memory: the oracle ablation is the unablated row
@@ -211,7 +212,7 @@ def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
     result = build_report(parse_config(CONFIG), run)
     md = (run / "report" / "report.md").read_text()
     assert result["outputs"] == ["report/report.md"]
-    assert md.count("not run") == len(VARIANTS) + 5  # every variant and every triplet ablation
+    assert md.count("not run") == len(CONFIG["train"]["variants"]) + 5  # each variant and ablation
     assert "nothing to score" in md and "No training logs" in md
     assert not (run / "report" / "loss.png").exists()
 
