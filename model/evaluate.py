@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from configs.schema import RunConfig, load_config_or_exit
 from model.checkpoint import latest_checkpoint, load_weights, step_folder
 from model.dataloader import (Batch, TrainingDocument, document_windows, load_training_documents,
-                              make_batch)
+                              make_batch, window_recall_spans)
 from model.gpt import GPT, GPTConfig
 from model.precision import autocast_for
 from model.tokenizer import load_run_tokenizer
@@ -90,17 +90,15 @@ def val_documents(run_dir: Path, variant: str, memory: str,
     return docs
 
 
-def window_recall_spans(batch: Batch, docs: list[TrainingDocument], window_len: int
+def batch_recall_spans(batch: Batch, docs: list[TrainingDocument], window_len: int
                         ) -> Iterator[tuple[int, TrainingDocument, int, int, int, int]]:
     """(batch row, document, start, end, stated_pos, at) of every recall span whose tokens are all
     targets of its window; `at` is the sequence position whose target is token `start`."""
     for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
                                       batch.prefix_len.tolist())):
         doc = docs[d]
-        last_target = min(s + window_len, len(doc.tokens) - 1)
-        for start, end, stated in doc.recall_spans:
-            if s + 1 <= start and end - 1 <= last_target:
-                yield b, doc, start, end, stated, p + start - s - 1
+        for start, end, stated in window_recall_spans(doc.recall_spans, s, window_len, len(doc.tokens)):
+            yield b, doc, start, end, stated, p + start - s - 1
 
 
 class Totals:
@@ -138,7 +136,7 @@ class Totals:
 
     def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[TrainingDocument],
                    window_len: int) -> None:
-        for b, doc, start, end, stated, at in window_recall_spans(batch, docs, window_len):
+        for b, doc, start, end, stated, at in batch_recall_spans(batch, docs, window_len):
             self.spans.append((start - stated, bool(correct[b, at:at + end - start].all())))
 
     def result(self) -> dict[str, Any]:

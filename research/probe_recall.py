@@ -26,7 +26,7 @@ import torch
 
 from configs.schema import load_config_or_exit
 from model.dataloader import document_windows, load_training_documents, make_batch
-from model.evaluate import find_checkpoint, load_model, val_documents, window_recall_spans
+from model.evaluate import find_checkpoint, load_model, val_documents, batch_recall_spans
 from model.memory import Slot, build_window_memory
 from model.tokenizer import load_run_tokenizer
 from model.variants import variant_of
@@ -70,7 +70,7 @@ def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
     for i in range(0, len(windows), batch_size):
         batch = make_batch(docs, windows[i:i + batch_size], spec)
         predicted = model(batch.inputs, memory=batch.memory).argmax(-1)
-        for b, doc, start, end, _, at in window_recall_spans(batch, docs, spec.window_len):
+        for b, doc, start, end, _, at in batch_recall_spans(batch, docs, spec.window_len):
             if builder:  # the window's own memory
                 slots = builder(doc, int(batch.window_start[b]), spec)
             else:  # every oracle fact stated before the value
