@@ -43,6 +43,16 @@ def variant_color(variant: str) -> str:
     return f"C{names.index(variant) % 10}" if variant in names else "C9"
 
 
+MARKERS = "osD^vP*Xph<>"
+MIN_POINT_N = 30  # a recall point over fewer spans is drawn grey: too few to tell variants apart
+
+
+def variant_marker(variant: str) -> str:
+    """One matplotlib marker per variant, so curves differ without color too."""
+    names = list(VARIANTS)
+    return MARKERS[names.index(variant) % len(MARKERS)] if variant in names else "x"
+
+
 # ---------------------------------------------------------------- training logs and plots
 
 def read_loss_log(path: Path) -> tuple[list[int], list[float], int]:
@@ -73,38 +83,77 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
+def smoothed(values: list[float], span: int) -> list[float]:
+    """Exponential moving average over about `span` points, bias-corrected so the start is not
+    pulled towards 0."""
+    decay = 1 - 2 / (span + 1)
+    out, average, weight = [], 0.0, 0.0
+    for v in values:
+        average = decay * average + (1 - decay) * v
+        weight = decay * weight + (1 - decay)
+        out.append(average / weight)
+    return out
+
+
 def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) -> Path:
+    """Each variant's loss, smoothed (EMA over ~5% of its steps) over the faint raw curve, on a
+    log axis cut to the smoothed curves past their first tenth: the variants end close together,
+    and the first steps' loss would flatten them into one line."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
+    shown: list[float] = []
     for variant, (steps, losses) in curves.items():
-        ax.plot(steps, losses, label=variant, linewidth=1.2, color=variant_color(variant))
+        color = variant_color(variant)
+        smooth = smoothed(losses, max(5, len(losses) // 20))
+        ax.plot(steps, losses, linewidth=0.6, alpha=0.2, color=color)
+        ax.plot(steps, smooth, label=variant, linewidth=1.6, color=color)
+        shown += smooth[len(smooth) // 10:]
+    ax.set_yscale("log")
+    if shown:
+        ax.set_ylim(min(shown) * 0.97, max(shown) * 1.03)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (nats/token)")
-    ax.set_title("Training loss per variant")
-    ax.grid(alpha=0.3)
+    ax.set_ylabel("training loss (nats/token, log)")
+    ax.set_title("Training loss per variant (EMA; faint: raw)")
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _save_figure(fig, path)
 
 
-def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float]]], reach: int,
-                            path: Path) -> Path:
+DistancePoint = tuple[int, int, float] | tuple[int, int, float, int]  # (lo, hi, acc[, n])
+
+
+def plot_recall_by_distance(curves: dict[str, list[DistancePoint]], reach: int, path: Path) -> Path:
+    """recall_acc per distance bucket, one marker and color per curve; where a point carries its
+    n (spans scored), it is written beside it and a point with n < MIN_POINT_N is grey."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(6.4, 4))
+    fig = Figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot()
     ablation_colors = iter(f"C{i}" for i in range(len(VARIANTS), 100))  # after the variants'
+    ablation_markers = iter(MARKERS[::-1] * 10)
     for label, points in curves.items():
         unablated = label in VARIANTS
-        ax.plot([(lo + hi) / 2 for lo, hi, _ in points], [acc for _, _, acc in points],
-                marker="o", label=label, linewidth=1.2, linestyle="-" if unablated else ":",
-                color=variant_color(label) if unablated else next(ablation_colors))
+        color = variant_color(label) if unablated else next(ablation_colors)
+        marker = variant_marker(label) if unablated else next(ablation_markers)
+        xs = [(p[0] + p[1]) / 2 for p in points]
+        accs = [p[2] for p in points]
+        counts = [p[3] if len(p) > 3 else None for p in points]
+        ax.plot(xs, accs, label=label, linewidth=1.2, color=color,
+                linestyle="-" if unablated else ":")
+        few = [n is not None and n < MIN_POINT_N for n in counts]
+        for x, acc, n, grey in zip(xs, accs, counts, few):
+            ax.plot([x], [acc], marker=marker, markersize=6, linestyle="none",
+                    color="lightgrey" if grey else color, markeredgecolor="grey" if grey else color)
+            if n is not None:
+                ax.annotate(f"{n}", (x, acc), textcoords="offset points", xytext=(4, 3),
+                            fontsize=6, color="grey" if grey else color)
     ax.axvline(reach, color="grey", linestyle="--", linewidth=1, label=f"T + M = {reach}")
-    ax.set_xlabel("statement -> recall distance (tokens, bucket midpoint)")
+    ax.set_xlabel("statement -> recall distance (tokens, bucket midpoint); small numbers: n")
     ax.set_ylabel("recall_acc")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Recall accuracy against distance")
+    ax.set_title(f"Recall accuracy against distance (grey: n < {MIN_POINT_N})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     return _save_figure(fig, path)
 
 

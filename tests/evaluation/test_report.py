@@ -175,3 +175,45 @@ def test_report_on_an_empty_warehouse_says_not_run(tmp_path):
 def test_report_without_a_warehouse_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         build_report(parse_config(CONFIG), tmp_path / "nothing")
+
+
+def _captured_figure(monkeypatch, plot, *args):
+    """The matplotlib figure `plot` draws (instead of writing the PNG)."""
+    import evaluation.report as report
+    figures = []
+    monkeypatch.setattr(report, "_save_figure", lambda fig, path: figures.append(fig) or path)
+    plot(*args)
+    (fig,) = figures
+    return fig
+
+
+def test_recall_plot_marks_each_variant_and_greys_small_points(monkeypatch, tmp_path):
+    from evaluation.report import MIN_POINT_N, plot_recall_by_distance, variant_marker
+    curves = {"window": [(0, 16, 0.2, 500), (16, 32, 0.1, MIN_POINT_N - 1)],
+              "triplet": [(0, 16, 0.9), (16, 32, 0.8)]}  # no n: drawn as measured
+    fig = _captured_figure(monkeypatch, plot_recall_by_distance, curves, 80, tmp_path / "r.png")
+    points = [line for line in fig.axes[0].lines if line.get_marker() not in (None, "None", "")]
+    by_marker = {}
+    for line in points:
+        by_marker.setdefault(line.get_marker(), []).append(line.get_color())
+    assert variant_marker("window") != variant_marker("triplet")
+    assert by_marker[variant_marker("window")][1] == "lightgrey"  # n < MIN_POINT_N
+    assert by_marker[variant_marker("window")][0] != "lightgrey"
+    assert "lightgrey" not in by_marker[variant_marker("triplet")]
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["500", str(MIN_POINT_N - 1)]  # n beside each point that has one
+
+
+def test_loss_plot_smooths_over_the_raw_curve_on_a_log_axis(monkeypatch, tmp_path):
+    from evaluation.report import plot_losses, smoothed
+    assert smoothed([2.0] * 5, 3) == pytest.approx([2.0] * 5)  # bias-corrected from the start
+    noisy = [3.0 + (0.5 if i % 2 else -0.5) for i in range(200)]
+    assert max(smoothed(noisy, 10)[50:]) - min(smoothed(noisy, 10)[50:]) < 0.2
+    steps = list(range(200))
+    curves = {"window": (steps, [10.0] + noisy[1:]), "triplet": (steps, [x - 1 for x in noisy])}
+    ax = _captured_figure(monkeypatch, plot_losses, curves, tmp_path / "l.png").axes[0]
+    assert ax.get_yscale() == "log"
+    raw, smooth = ax.lines[0], ax.lines[1]
+    assert raw.get_alpha() < 0.5 and smooth.get_alpha() is None
+    # the first step's 10.0 does not set the axis: the smoothed curves past their first tenth do
+    assert ax.get_ylim()[1] < 4
