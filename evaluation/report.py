@@ -95,11 +95,21 @@ def smoothed(values: list[float], span: int) -> list[float]:
     return out
 
 
+def round_ticks(lo: float, hi: float, most: int = 10) -> list[float]:
+    """Multiples of the finest round step (0.05, 0.1, 0.2, 0.5, ...) with at most `most` in [lo, hi]."""
+    for step in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        ticks = [round(k * step, 2) for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+        if len(ticks) <= most:
+            return ticks
+    return [lo, hi]
+
+
 def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) -> Path:
     """Each variant's loss, smoothed (EMA over ~5% of its steps) over the faint raw curve, on a
     log axis cut to the smoothed curves past their first tenth: the variants end close together,
     and the first steps' loss would flatten them into one line."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
     shown: list[float] = []
@@ -111,7 +121,12 @@ def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) ->
         shown += smooth[len(smooth) // 10:]
     ax.set_yscale("log")
     if shown:
-        ax.set_ylim(min(shown) * 0.97, max(shown) * 1.03)
+        lo, hi = min(shown) * 0.97, max(shown) * 1.03
+        ax.set_ylim(lo, hi)
+        # the cut axis spans less than a decade: plain-number ticks, not log's 2x10^0
+        ax.yaxis.set_major_locator(FixedLocator(round_ticks(lo, hi)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (nats/token, log)")
     ax.set_title("Training loss per variant (EMA; faint: raw)")
@@ -138,12 +153,13 @@ def plot_recall_by_distance(curves: dict[str, list[DistancePoint]], reach: int, 
         xs = [(p[0] + p[1]) / 2 for p in points]
         accs = [p[2] for p in points]
         counts = [p[3] if len(p) > 3 else None for p in points]
-        ax.plot(xs, accs, label=label, linewidth=1.2, color=color,
+        ax.plot(xs, accs, label=label, linewidth=1.2, color=color, marker=marker, markersize=6,
                 linestyle="-" if unablated else ":")
-        few = [n is not None and n < MIN_POINT_N for n in counts]
-        for x, acc, n, grey in zip(xs, accs, counts, few):
-            ax.plot([x], [acc], marker=marker, markersize=6, linestyle="none",
-                    color="lightgrey" if grey else color, markeredgecolor="grey" if grey else color)
+        for x, acc, n in zip(xs, accs, counts):
+            grey = n is not None and n < MIN_POINT_N
+            if grey:  # drawn over the curve's own marker
+                ax.plot([x], [acc], marker=marker, markersize=6, linestyle="none",
+                        color="lightgrey", markeredgecolor="grey")
             if n is not None:
                 ax.annotate(f"{n}", (x, acc), textcoords="offset points", xytext=(4, 3),
                             fontsize=6, color="grey" if grey else color)

@@ -188,18 +188,17 @@ def _captured_figure(monkeypatch, plot, *args):
 
 
 def test_recall_plot_marks_each_variant_and_greys_small_points(monkeypatch, tmp_path):
-    from evaluation.report import MIN_POINT_N, plot_recall_by_distance, variant_marker
+    from evaluation.report import MIN_POINT_N, plot_recall_by_distance, variant_color, variant_marker
     curves = {"window": [(0, 16, 0.2, 500), (16, 32, 0.1, MIN_POINT_N - 1)],
               "triplet": [(0, 16, 0.9), (16, 32, 0.8)]}  # no n: drawn as measured
     fig = _captured_figure(monkeypatch, plot_recall_by_distance, curves, 80, tmp_path / "r.png")
-    points = [line for line in fig.axes[0].lines if line.get_marker() not in (None, "None", "")]
-    by_marker = {}
-    for line in points:
-        by_marker.setdefault(line.get_marker(), []).append(line.get_color())
+    drawn = {}
+    for line in fig.axes[0].lines:
+        drawn.setdefault(line.get_marker(), []).append((line.get_color(), list(line.get_xdata())))
     assert variant_marker("window") != variant_marker("triplet")
-    assert by_marker[variant_marker("window")][1] == "lightgrey"  # n < MIN_POINT_N
-    assert by_marker[variant_marker("window")][0] != "lightgrey"
-    assert "lightgrey" not in by_marker[variant_marker("triplet")]
+    # the curve with its marker, then the point with n < MIN_POINT_N drawn grey over it
+    assert drawn[variant_marker("window")] == [(variant_color("window"), [8, 24]), ("lightgrey", [24])]
+    assert drawn[variant_marker("triplet")] == [(variant_color("triplet"), [8, 24])]
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert labels == ["500", str(MIN_POINT_N - 1)]  # n beside each point that has one
 
