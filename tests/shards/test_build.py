@@ -308,3 +308,15 @@ def test_a_cut_off_docs_shard_is_one_clear_error(tmp_path, tok):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"shard_00001.parquet: unreadable docs shard .*rerun the ingest"):
         run_shards(parse_config({**CONFIG, "shards": {"workers": 1}}), run)
+
+
+def test_the_shards_key_covers_the_window_but_not_m_up_to_the_recorded_depth():
+    from configs.schema import stage_section
+    from warehouse.contracts import WINDOW_MEMORY_DEPTH
+
+    def section(**model):
+        return stage_section(parse_config({**CONFIG, "model": {**CONFIG["model"], **model}}), "shards")
+    # a sweep over M shares one shards stage: the windows shards hold the slots of every M
+    assert section(memory_slots=4) == section(memory_slots=WINDOW_MEMORY_DEPTH)
+    assert section(memory_slots=WINDOW_MEMORY_DEPTH + 1) != section(memory_slots=4)
+    assert section(sequence_len=16) != section(sequence_len=8)  # other windows
