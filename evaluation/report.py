@@ -106,19 +106,21 @@ def round_ticks(lo: float, hi: float, most: int = 10) -> list[float]:
 
 def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) -> Path:
     """Each variant's loss, smoothed (EMA over ~5% of its steps) over the faint raw curve, on a
-    log axis cut to the smoothed curves past their first tenth: the variants end close together,
-    and the first steps' loss would flatten them into one line."""
+    log axis cut to the smoothed curves past the first tenth of the longest run's steps: the
+    variants end close together, and the first steps' loss (or a run cut off early) would
+    flatten them into one line."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
     shown: list[float] = []
+    settled = max((steps[-1] for steps, _ in curves.values() if steps), default=0) / 10
     for variant, (steps, losses) in curves.items():
         color = variant_color(variant)
         smooth = smoothed(losses, max(5, len(losses) // 20))
         ax.plot(steps, losses, linewidth=0.6, alpha=0.2, color=color)
         ax.plot(steps, smooth, label=variant, linewidth=1.6, color=color)
-        shown += smooth[len(smooth) // 10:]
+        shown += [v for step, v in zip(steps, smooth) if step >= settled]
     ax.set_yscale("log")
     if shown:
         lo, hi = min(shown) * 0.97, max(shown) * 1.03
@@ -144,17 +146,17 @@ def plot_recall_by_distance(curves: dict[str, list[DistancePoint]], reach: int, 
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot()
-    ablation_colors = iter(f"C{i}" for i in range(len(VARIANTS), 100))  # after the variants'
+    # an ablation: its variant's color, dotted, with hollow markers of its own
     ablation_markers = iter(MARKERS[::-1] * 10)
     for label, points in curves.items():
         unablated = label in VARIANTS
-        color = variant_color(label) if unablated else next(ablation_colors)
+        color = variant_color(label.split(" ")[0])
         marker = variant_marker(label) if unablated else next(ablation_markers)
         xs = [(p[0] + p[1]) / 2 for p in points]
         accs = [p[2] for p in points]
         counts = [p[3] if len(p) > 3 else None for p in points]
         ax.plot(xs, accs, label=label, linewidth=1.2, color=color, marker=marker, markersize=6,
-                linestyle="-" if unablated else ":")
+                linestyle="-" if unablated else ":", markerfacecolor=color if unablated else "white")
         for x, acc, n in zip(xs, accs, counts):
             grey = n is not None and n < MIN_POINT_N
             if grey:  # drawn over the curve's own marker
