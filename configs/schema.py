@@ -367,7 +367,10 @@ def stage_section(cfg: RunConfig, stage: str, variant: str | None = None) -> dic
             raise KeyError("the train stage's section is per variant: pass variant=")
         from model.variants import training_settings
         return training_settings(cfg, variant)
-    shards: dict[str, Any] = {"shards": cfg.shards}
+    from warehouse.contracts import window_memory_depth
+    # the windows shards cut documents into T-token windows and record this many kept triplets
+    shards: dict[str, Any] = {"shards": cfg.shards, "window_len": cfg.model.sequence_len,
+                              "window_memory_depth": window_memory_depth(cfg.model.memory_slots)}
     if "recall" not in SOURCES[cfg.ingest.source].side_kinds:
         # real-text recall tokens depend on the reach of the window + memory (T + M); gold
         # recall spans (a source's `recall` shards) do not

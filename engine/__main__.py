@@ -6,7 +6,8 @@
     python -m engine chat --run runs/tiny [--variant triplet] [--show-memory] [--explain] < turns.txt
     python -m engine evaluate-live --run runs/tiny [--variant triplet] [--max-windows 500]
 
-Bad input (a run without checkpoints, a variant not trained, an empty prompt, a memory file that
+Without `--run` the run folder is the only or newest one under `runs/` (warehouse/run_folder.py,
+printed on stderr). Bad input (a run without checkpoints, a variant not trained, an empty prompt, a memory file that
 is not a parquet of triplets, ...) ends as one line on stderr and exit status 1.
 """
 from __future__ import annotations
@@ -20,10 +21,14 @@ from engine.evaluate_live import evaluate_live, result_lines
 from engine.live_memory import MemoryFileError
 from engine.session import SessionError, chat, generate, open_session, save_session_memory
 from warehouse.db import WarehouseLocked
+from warehouse.run_folder import find_run
+
+RUNS_DIR = "runs"  # where the run folder is looked for without --run
 
 
 def _session_args(parser: argparse.ArgumentParser, sampling: bool = True) -> None:
-    parser.add_argument("--run", required=True, type=Path, help="the run folder, e.g. runs/tiny")
+    parser.add_argument("--run", type=Path, help="the run folder (default: the only or newest "
+                        "run folder under runs/, warehouse/run_folder.py)")
     parser.add_argument("--variant", default="triplet", help="a trained variant (model/variants.py)")
     parser.add_argument("--step", type=int, help="checkpoint step (default: latest)")
     parser.add_argument("--extractor", default="spacy", help="extraction backend of the live memory")
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     live.set_defaults(extraction_budget=None)  # wait: the memory at each window is complete
     live.add_argument("--max-windows", type=int, help="default: the run's evaluate.max_windows")
     args = parser.parse_args(argv)
+    args.run = find_run(args.run, None, Path(RUNS_DIR))
     try:
         run(args)
     except (SessionError, MemoryFileError, ValueError, FileNotFoundError, WarehouseLocked) as err:

@@ -53,6 +53,16 @@ def variant_color(variant: str) -> str:
     return f"C{names.index(variant) % 10}" if variant in names else "C9"
 
 
+MARKERS = "osD^vP*Xph<>"
+MIN_POINT_N = 30  # a recall point over fewer spans is drawn grey: too few to tell variants apart
+
+
+def variant_marker(variant: str) -> str:
+    """One matplotlib marker per variant, so curves differ without color too."""
+    names = list(VARIANTS)
+    return MARKERS[names.index(variant) % len(MARKERS)] if variant in names else "x"
+
+
 # ---------------------------------------------------------------- training logs and plots
 
 def read_loss_log(path: Path) -> tuple[list[int], list[float], int]:
@@ -83,38 +93,95 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
+def smoothed(values: list[float], span: int) -> list[float]:
+    """Exponential moving average over about `span` points, bias-corrected so the start is not
+    pulled towards 0."""
+    decay = 1 - 2 / (span + 1)
+    out, average, weight = [], 0.0, 0.0
+    for v in values:
+        average = decay * average + (1 - decay) * v
+        weight = decay * weight + (1 - decay)
+        out.append(average / weight)
+    return out
+
+
+def round_ticks(lo: float, hi: float, most: int = 10) -> list[float]:
+    """Multiples of the finest round step (0.05, 0.1, 0.2, 0.5, ...) with at most `most` in [lo, hi]."""
+    for step in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        ticks = [round(k * step, 2) for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+        if len(ticks) <= most:
+            return ticks
+    return [lo, hi]
+
+
 def plot_losses(curves: dict[str, tuple[list[int], list[float]]], path: Path) -> Path:
+    """Each variant's loss, smoothed (EMA over ~5% of its steps) over the faint raw curve, on a
+    log axis cut to the smoothed curves past the first tenth of the longest run's steps: the
+    variants end close together, and the first steps' loss (or a run cut off early) would
+    flatten them into one line."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
+    shown: list[float] = []
+    settled = max((steps[-1] for steps, _ in curves.values() if steps), default=0) / 10
     for variant, (steps, losses) in curves.items():
-        ax.plot(steps, losses, label=variant, linewidth=1.2, color=variant_color(variant))
+        color = variant_color(variant)
+        smooth = smoothed(losses, max(5, len(losses) // 20))
+        ax.plot(steps, losses, linewidth=0.6, alpha=0.2, color=color)
+        ax.plot(steps, smooth, label=variant, linewidth=1.6, color=color)
+        shown += [v for step, v in zip(steps, smooth) if step >= settled]
+    ax.set_yscale("log")
+    if shown:
+        lo, hi = min(shown) * 0.97, max(shown) * 1.03
+        ax.set_ylim(lo, hi)
+        # the cut axis spans less than a decade: plain-number ticks, not log's 2x10^0
+        ax.yaxis.set_major_locator(FixedLocator(round_ticks(lo, hi)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (nats/token)")
-    ax.set_title("Training loss per variant")
-    ax.grid(alpha=0.3)
+    ax.set_ylabel("training loss (nats/token, log)")
+    ax.set_title("Training loss per variant (EMA; faint: raw)")
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _save_figure(fig, path)
 
 
-def plot_recall_by_distance(curves: dict[str, list[tuple[int, int, float, int]]], reach: int,
-                            path: Path) -> Path:
+DistancePoint = tuple[int, int, float] | tuple[int, int, float, int]  # (lo, hi, acc[, n])
+
+
+def plot_recall_by_distance(curves: dict[str, list[DistancePoint]], reach: int, path: Path) -> Path:
+    """recall_acc per distance bucket, one marker and color per curve; where a point carries its
+    n (spans scored), it is written beside it and a point with n < MIN_POINT_N is grey."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(6.4, 4))
+    fig = Figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot()
-    ablation_colors = iter(f"C{i}" for i in range(len(VARIANTS), 100))  # after the variants'
+    # an ablation: its variant's color, dotted, with hollow markers of its own
+    ablation_markers = iter(MARKERS[::-1] * 10)
     for label, points in curves.items():
         unablated = label in VARIANTS
-        ax.plot([(lo + hi) / 2 for lo, hi, _, _ in points], [acc for _, _, acc, _ in points],
-                marker="o", label=label, linewidth=1.2, linestyle="-" if unablated else ":",
-                color=variant_color(label) if unablated else next(ablation_colors))
+        color = variant_color(label.split(" ")[0])
+        marker = variant_marker(label) if unablated else next(ablation_markers)
+        xs = [(p[0] + p[1]) / 2 for p in points]
+        accs = [p[2] for p in points]
+        counts = [p[3] if len(p) > 3 else None for p in points]
+        ax.plot(xs, accs, label=label, linewidth=1.2, color=color, marker=marker, markersize=6,
+                linestyle="-" if unablated else ":", markerfacecolor=color if unablated else "white")
+        for x, acc, n in zip(xs, accs, counts):
+            grey = n is not None and n < MIN_POINT_N
+            if grey:  # drawn over the curve's own marker
+                ax.plot([x], [acc], marker=marker, markersize=6, linestyle="none",
+                        color="lightgrey", markeredgecolor="grey")
+            if n is not None:
+                ax.annotate(f"{n}", (x, acc), textcoords="offset points", xytext=(4, 3),
+                            fontsize=6, color="grey" if grey else color)
     ax.axvline(reach, color="grey", linestyle="--", linewidth=1, label=f"T + M = {reach}")
-    ax.set_xlabel("statement -> recall distance (tokens, bucket midpoint)")
+    ax.set_xlabel("statement -> recall distance (tokens, bucket midpoint); small numbers: n")
     ax.set_ylabel("recall_acc")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Recall accuracy against distance")
+    ax.set_title(f"Recall accuracy against distance (grey: n < {MIN_POINT_N})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     return _save_figure(fig, path)
 
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 from configs.sweep import GridConfig, SweepPlan, higher_is_better, point_run_dir, resolved_value
 from evaluation.effective_context import CurvePoint, effective_context
 from evaluation.metrics import EvaluationsOutdated, Metrics, read_metrics
-from evaluation.report import _fmt, _save_figure, _table, variant_color
+from evaluation.report import _fmt, _save_figure, _table, variant_color, variant_marker
 from model.variants import PROPOSED, UPPER_BOUND, VARIANTS
 from warehouse.contracts import SWEEP_METRICS_SCHEMA, SWEEP_POINTS_SCHEMA
 from warehouse.db import DB_NAME, connect
@@ -258,8 +258,8 @@ def plot_grid(grid: str, setting: str, rows: list[dict[str, Any]], path: Path) -
             xs = [r["x_value"] if numeric else r["x"] for r in points]
             n = max(r["n"] for r in points)
             ax.errorbar(xs, [r["mean"] for r in points], yerr=[r["spread"] / 2 for r in points],
-                        marker="o", capsize=3, linewidth=1.2, label=f"{label} (n={n})",
-                        color=variant_color(label.split(" ")[0]),
+                        marker=variant_marker(label.split(" ")[0]), capsize=3, linewidth=1.2,
+                        label=f"{label} (n={n})", color=variant_color(label.split(" ")[0]),
                         linestyle=_line_style(rows, points))
         if numeric and min(r["x_value"] for r in rows) > 0 and \
                 max(r["x_value"] for r in rows) >= 4 * min(r["x_value"] for r in rows):
@@ -282,8 +282,9 @@ def plot_effective_context(rows: list[dict[str, Any]], w_star: list[dict[str, An
             variant = label.split(" ")[0]
             if variant == UPPER_BOUND:
                 ax.errorbar([r["x_value"] for r in points], [r["mean"] for r in points],
-                            yerr=[r["spread"] / 2 for r in points], marker="o", capsize=3,
-                            color=variant_color(variant), label=f"{label} (n={points[0]['n']})")
+                            yerr=[r["spread"] / 2 for r in points], marker=variant_marker(variant),
+                            capsize=3, color=variant_color(variant),
+                            label=f"{label} (n={points[0]['n']})")
                 continue
             ax.axhline(points[0]["mean"], linestyle="--", linewidth=1, color=variant_color(variant),
                        label=f"{label} (n={points[0]['n']})")

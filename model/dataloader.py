@@ -136,6 +136,15 @@ def window_starts(n_tokens: int, window_len: int) -> range:
     return range(0, n_tokens - 1, window_len)
 
 
+def window_recall_spans(spans: Sequence[tuple[int, int, int]], window_start: int, window_len: int,
+                        n_tokens: int) -> list[tuple[int, int, int]]:
+    """The (start, end, stated_pos) recall spans whose tokens are all targets of the window at
+    `window_start` (tokens [s+1, min(s+T, n-1)]): the spans that window's recall metrics score."""
+    last_target = min(window_start + window_len, n_tokens - 1)
+    return [(start, end, stated) for start, end, stated in spans
+            if window_start + 1 <= start and end - 1 <= last_target]
+
+
 def document_windows(docs: Sequence[TrainingDocument], window_len: int) -> np.ndarray:
     """(doc_index, window_start) of every window, in document order: int64 [N, 2]."""
     pairs = [(d, s) for d, doc in enumerate(docs) for s in window_starts(len(doc.tokens), window_len)]

@@ -1,6 +1,7 @@
 """Evaluate a trained variant on the val split: BPB, recall-token BPB and recall accuracy.
 
-    python -m model.evaluate --config configs/tiny.yaml --variant triplet [--memory shuffled]
+    python -m model.evaluate --variant triplet [--memory shuffled] [--run runs/tiny | --config C]
+                             [--pairs]
     from model.evaluate import evaluate_variant   # the evaluate stage calls this
 
 The val windows are those of training (same T, same targets, same context per variant), in
@@ -22,7 +23,13 @@ document order, at most `evaluate.max_windows`, `evaluate.batch_size` at a time.
 `--memory` replaces the trained memory of a variant that has memory (its ablations in
 model/variants.py): `none` removes it, `shuffled` builds each document's context from the next
 document (a deterministic derangement: its triplets, sentences or chunks), an extraction
-backend's name (`oracle`, `spacy`, ...) uses that extractor's rows. Nothing is written here; the evaluate stage stores the returned dict.
+backend's name (`oracle`, `spacy`, ...) uses that extractor's rows. Nothing is written here; the
+evaluate stage stores the returned dict.
+
+The CLI finds the run folder as warehouse/run_folder.py says (`--run`, else `runs/<name>` of
+`--config`, else the only or newest run under `runs/`) and prints the figures one a line;
+`--pairs` prints the whole dict as JSON instead, the (distance, correct) pair of every recall
+span included (thousands on the demo).
 """
 from __future__ import annotations
 
@@ -37,15 +44,16 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from configs.schema import RunConfig, load_config_or_exit
+from configs.schema import RunConfig
 from evaluation.intervals import bootstrap_ratio, wilson
 from model.checkpoint import latest_checkpoint, load_weights, step_folder
 from model.dataloader import (Batch, TrainingDocument, document_windows, load_training_documents,
-                              make_batch)
+                              make_batch, window_recall_spans)
 from model.gpt import GPT, GPTConfig
 from model.precision import autocast_for
 from model.tokenizer import load_run_tokenizer
 from model.variants import WindowSpec, variant_of
+from warehouse.run_folder import run_and_config
 
 # --memory: the trained memory, none, another document's, or any extraction backend's name
 MEMORY_KINDS = ("as_trained", "none", "shuffled")
@@ -95,17 +103,15 @@ def val_documents(run_dir: Path, variant: str, memory: str,
     return docs
 
 
-def window_recall_spans(batch: Batch, docs: list[TrainingDocument], window_len: int
+def batch_recall_spans(batch: Batch, docs: list[TrainingDocument], window_len: int
                         ) -> Iterator[tuple[int, TrainingDocument, int, int, int, int]]:
     """(batch row, document, start, end, stated_pos, at) of every recall span whose tokens are all
     targets of its window; `at` is the sequence position whose target is token `start`."""
     for b, (d, s, p) in enumerate(zip(batch.doc_index.tolist(), batch.window_start.tolist(),
                                       batch.prefix_len.tolist())):
         doc = docs[d]
-        last_target = min(s + window_len, len(doc.tokens) - 1)
-        for start, end, stated in doc.recall_spans:
-            if s + 1 <= start and end - 1 <= last_target:
-                yield b, doc, start, end, stated, p + start - s - 1
+        for start, end, stated in window_recall_spans(doc.recall_spans, s, window_len, len(doc.tokens)):
+            yield b, doc, start, end, stated, p + start - s - 1
 
 
 # per-document sums a Totals keeps: the bootstrap resamples documents, so it needs them
@@ -152,7 +158,7 @@ class Totals:
     def _add_spans(self, batch: Batch, correct: torch.Tensor, docs: list[TrainingDocument],
                    window_len: int) -> None:
         doc_index = batch.doc_index.tolist()
-        for b, doc, start, end, stated, at in window_recall_spans(batch, docs, window_len):
+        for b, doc, start, end, stated, at in batch_recall_spans(batch, docs, window_len):
             ok = bool(correct[b, at:at + end - start].all())
             self.spans.append((start - stated, ok))
             sums = self.per_doc[doc_index[b]]
@@ -222,22 +228,40 @@ def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = 
             "checkpoint": path.relative_to(run_dir).as_posix(), **totals.result()}
 
 
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """`evaluate_variant`'s figures one a line, the per-span pairs counted, not listed."""
+    lines = [f"{result['variant']}, memory {result['memory']}: {result['checkpoint']}"]
+    for key, value in result.items():
+        if key in ("variant", "memory", "checkpoint", "recall_acc_by_distance"):
+            continue
+        shown = "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"  {key:<15} {shown}")
+    lines.append(f"  recall_acc_by_distance: {len(result['recall_acc_by_distance'])} (distance, correct) "
+                 "pairs, one per recall span (--pairs prints them)")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Evaluate a trained variant on the val split.")
-    parser.add_argument("--config", required=True, help="run config YAML")
     parser.add_argument("--variant", required=True, help="a trained variant (model/variants.py)")
     parser.add_argument("--memory", default="as_trained",
                         help="as_trained, none, shuffled, or an extraction backend's name")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
+    parser.add_argument("--run", type=Path, help="the run folder (default: see --config)")
+    parser.add_argument("--config", help="run config YAML (default: the run folder's config.yaml); "
+                        "without --run, the run is <runs-dir>/<its name>")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where to look for runs without --run (default: runs)")
+    parser.add_argument("--pairs", action="store_true",
+                        help="print every figure as JSON, each recall span's (distance, correct) too")
     args = parser.parse_args(argv)
-    cfg = load_config_or_exit(args.config)
+    run_dir, cfg = run_and_config(args.run, args.config, Path(args.runs_dir))
     try:
-        result = evaluate_variant(cfg, Path(args.runs_dir) / cfg.name, args.variant, args.memory, args.step)
+        result = evaluate_variant(cfg, run_dir, args.variant, args.memory, args.step)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if args.pairs else "\n".join(summary_lines(result)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ tests/model/test_learning.py and configs/tiny.yaml (facts, key_len, value_len, r
 filler_len, noise), trained and evaluated through the real `model.train` / `model.evaluate` code
 on real shards (BENCHMARKS.md "Why the lookup does not start"):
 
-    python -m research.bench_lookup --facts 6 --slots 8 --short-conv 4          # one run, one line
+    python -m research.bench_lookup --facts 6 --slots 8 --short-conv 4 --keys 10   # one run, one line
     python -m research.bench_lookup --facts 4 --filler-len 100 --noise --recall-loss-weight 10
 """
 from __future__ import annotations

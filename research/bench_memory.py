@@ -116,6 +116,9 @@ def train_toy(ropes: tuple[str, ...], steps: int, seed: int = 0, window: int = 3
 
 def bench_rope(steps: int, seeds: int) -> None:
     print(f"toy task: chance = ln({NUM_VALUES}) = {math.log(NUM_VALUES):.3f} nats per answer token")
+    print("eval_with: eval loss on the answer tokens with memory (o1 / o2: first and second answer "
+          "token); eval_without: with memory removed; 4x_*: the same on windows 4x the trained "
+          "length; seconds: training time")
     print("memory_rope  seed  steps  seconds  eval_with  (o1 / o2)        eval_without  "
           "4x_with  4x_without")
     for seed in range(seeds):
@@ -149,6 +152,10 @@ def bench_speed(repeats: int) -> None:
         (2, 128, 4, 64, 16, 16),     # configs/tiny.yaml's model
         (4, 256, 2, 256, 64, 8),
     ]
+    print("window_ms: median ms of one pass of `window` on T + M tokens; triplet_ms: of `triplet` "
+          "on M memory slots + T tokens (the same attention positions); ratio: triplet_ms / "
+          "window_ms (above 1: memory positions cost more than token positions); pass: fwd+bwd "
+          "(a training step without the optimizer) or fwd")
     print("shape                      backend  rope       pass      window_ms  triplet_ms  ratio")
     for n_layer, n_embd, n_head, T, M, batch in shapes:
         g = torch.Generator().manual_seed(0)

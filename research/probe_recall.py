@@ -11,8 +11,10 @@ decoding reproduces it), or its first predicted token is the first object token 
 - `first_token_only`: the gold value's first token, then a wrong one (multi-token values).
 `fact_not_in_memory`: no candidate holds the value (evicted by the slot limit, never extracted).
 
-    python -m research.probe_recall --config configs/tiny.yaml [--memory spacy] [--step 800]
-    python -m research.probe_recall --config configs/tiny.yaml --variant full
+    python -m research.probe_recall [--run runs/tiny | --config C] [--memory spacy] [--step 800]
+    python -m research.probe_recall --variant full
+
+The run folder is found as warehouse/run_folder.py says (printed on stderr).
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ from typing import Any
 
 import torch
 
-from configs.schema import load_config_or_exit
 from model.dataloader import document_windows, load_training_documents, make_batch
-from model.evaluate import find_checkpoint, load_model, val_documents, window_recall_spans
+from model.evaluate import find_checkpoint, load_model, val_documents, batch_recall_spans
 from model.memory import Slot, build_window_memory
 from model.tokenizer import load_run_tokenizer
 from model.variants import variant_of
+from warehouse.run_folder import run_and_config
 
 KINDS = ("correct", "same_relation_other_subject", "same_subject_other_relation", "other_slot",
          "not_a_memory_value", "first_token_only", "fact_not_in_memory")
@@ -70,7 +72,7 @@ def probe(run_dir: Path, variant: str = "triplet", memory: str = "as_trained",
     for i in range(0, len(windows), batch_size):
         batch = make_batch(docs, windows[i:i + batch_size], spec)
         predicted = model(batch.inputs, memory=batch.memory).argmax(-1)
-        for b, doc, start, end, _, at in window_recall_spans(batch, docs, spec.window_len):
+        for b, doc, start, end, _, at in batch_recall_spans(batch, docs, spec.window_len):
             if builder:  # the window's own memory
                 slots = builder(doc, int(batch.window_start[b]), spec)
             else:  # every oracle fact stated before the value
@@ -99,17 +101,20 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="run config YAML")
+    parser.add_argument("--run", type=Path, help="the run folder (default: see --config)")
+    parser.add_argument("--config", help="run config YAML (default: the run folder's config.yaml); "
+                        "without --run, the run is <runs-dir>/<its name>")
     parser.add_argument("--variant", default="triplet", help="a trained variant")
     parser.add_argument("--memory", default="as_trained",
                         help="as_trained, shuffled, or an extraction backend's name")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    parser.add_argument("--runs-dir", default="runs", help="folder holding runs/<name>")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where to look for runs without --run (default: runs)")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args(argv)
-    cfg = load_config_or_exit(args.config)
+    run_dir, cfg = run_and_config(args.run, args.config, Path(args.runs_dir))
     try:
-        result = probe(Path(args.runs_dir) / cfg.name, args.variant, args.memory, args.step,
+        result = probe(run_dir, args.variant, args.memory, args.step,
                        cfg.evaluate.max_windows)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"probe_recall: {err}")

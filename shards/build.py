@@ -1,4 +1,4 @@
-"""The shards stage: parallel `tokens` and `memory` training shards, one pair per docs shard.
+"""The shards stage: parallel `tokens`, `memory` and `windows` shards, one set per docs shard.
 
 For docs shard k this writes (DESIGN §4):
 
@@ -14,6 +14,19 @@ For docs shard k this writes (DESIGN §4):
 - `tokens/shard_k.parquet`: one row per document: `<|bos|>` then the text's tokens (so text token
   i is document token i + 1), the `recall` token indexes and `recall_spans` (start, end,
   stated_pos): the token range of each recalled value and the `token_pos` of its statement.
+- `windows/shard_k.parquet`: what each T-token training window saw, decoded with the run's
+  tokenizer: one row per (document, window, memory source) with the triplets the memory policy
+  keeps for it (subject / relation / object text, polarity, age; the `window_memory_depth`
+  newest, each with its `rank`, 1 = newest) and the recall spans it is scored on, as text. They
+  come from the functions training and evaluation call (`model.dataloader.window_starts`,
+  `model.memory.build_window_memory`, which `triplet` and `kv` read as their slots, and
+  `model.dataloader.window_recall_spans`). The policy keeps the M newest survivors, so the
+  slots of a model with M slots are the rows with `rank <= M`, whatever M: a sweep over M
+  shares one shards stage. The `window_memory` view (warehouse/db.py) has one row per slot:
+
+      SELECT rank, subject, relation, object, negated, age, recall FROM window_memory
+      WHERE doc_id = 'syn-000001' AND window_index = 2 AND source = 'oracle' AND rank <= 16
+      ORDER BY rank DESC   -- slot order: oldest first
 
 Character spans become token indexes as shards/spans.py says.
 
@@ -24,11 +37,12 @@ Recall tokens: gold spans where ingest wrote a recall shard, else the real-text 
 shards/recall.py over the objects of the document's oracle (gold) triplets when it has any, else
 those of every extractor.
 
-Memory shards are written before tokens shards. Both footers carry a fingerprint of what shard k
-was built from (the stage's settings and code, the tokenizer, docs/recall shard k and its
-triplets): a rerun (after a kill, say) skips shard k when both exist with the current
-fingerprint and rebuilds the rest, so a changed input never leaves a stale shard behind. Finally
-the `tokens_shards` and `memory_shards` warehouse views are (re)registered, and the manifest's
+Memory shards are written before tokens shards, and windows shards last. Their footers carry a
+fingerprint of what shard k was built from (the stage's settings and code, the tokenizer,
+docs/recall shard k and its triplets): a rerun (after a kill, say) skips shard k when all three
+exist with the current fingerprint and rebuilds the rest, so a changed input never leaves a stale
+shard behind. Finally the `tokens_shards`, `memory_shards`, `window_shards` and `window_memory`
+warehouse views are (re)registered, and the manifest's
 `stats.evicted_context` says per split what share of the T-token training windows have context
 evicted before them and how many tokens (mean, median): what any memory could hold.
 
@@ -54,17 +68,21 @@ import pyarrow.parquet as pq
 
 from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_section
-from model.dataloader import evicted_context
+from model.dataloader import (TrainingDocument, evicted_context, window_recall_spans,
+                              window_starts)
+from model.memory import MAX_SURFACE_TOKENS, build_window_memory, memory_rows
 from model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_run_tokenizer
 from shards.recall import gold_recall_spans, real_text_recall_spans
 from shards.spans import char_span_tokens, tokenize_docs, token_pos
-from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA
+from warehouse.contracts import MEMORY_SCHEMA, TOKENS_SCHEMA, WINDOWS_SCHEMA
 from warehouse.db import connect, register_shard_views
+from warehouse.contracts import window_memory_depth
 from warehouse.shard_io import (UnreadableShard, footer_fingerprint, is_current, list_shards,
                                 read_shard, remove_shards_outside, shard_index, shard_path,
                                 write_shard)
 
 RECALL_COLUMNS = ["doc_id", "char_start", "char_end", "stated_char_end"]
+SHARDS_WRITTEN = ("memory", "tokens", "windows")  # the kinds this stage writes, in write order
 SHARDS_PER_WORKER = 8
 # The triplets of the warehouse as the shards stage needs them, ordered for deterministic shards.
 # A canonicalized relation is spelt by its most frequent surface form (ties: the first in order).
@@ -122,9 +140,32 @@ def _read_recall(run_dir: Path, k: int) -> dict[str, list[dict[str, Any]]] | Non
     return by_doc
 
 
+def decoded_windows(doc: TrainingDocument, split: str, source: str, window_len: int, depth: int,
+                    decode: Callable[[tuple[int, ...]], str]) -> list[dict[str, Any]]:
+    """The WINDOWS_SCHEMA rows of `doc` (its memory rows: those of `source`): per training window,
+    the `depth` newest triplets the memory policy keeps and the window's recall spans, decoded."""
+    n = len(doc.tokens)
+    rows = []
+    for index, start in enumerate(window_starts(n, window_len)):
+        kept = build_window_memory(doc.memory, start, depth)  # oldest first, as slots are read
+        # surfaces as the model reads them: collate_memory keeps MAX_SURFACE_TOKENS of each
+        slots = [{"rank": len(kept) - i, "subject": decode(slot.subject[:MAX_SURFACE_TOKENS]),
+                  "relation": decode(slot.relation[:MAX_SURFACE_TOKENS]),
+                  "object": decode(slot.object[:MAX_SURFACE_TOKENS]),
+                  "negated": slot.negated, "age": slot.age}
+                 for i, slot in enumerate(kept)]
+        recall = [{"start": a, "end": b, "stated_pos": stated, "text": decode(tuple(doc.tokens[a:b]))}
+                  for a, b, stated in window_recall_spans(doc.recall_spans, start, window_len, n)]
+        rows.append({"doc_id": doc.doc_id, "split": split, "window_index": index,
+                     "window_start": start, "source": source, "slots": slots, "recall_spans": recall})
+    return rows
+
+
 def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
-                min_object_chars: int, fingerprint: str) -> dict[str, int]:
-    """Write memory then tokens shard k from docs shard k and its triplets; returns drop counters."""
+                min_object_chars: int, fingerprint: str, window_len: int, depth: int,
+                sources: list[str]) -> dict[str, int]:
+    """Write memory, tokens then windows shard k from docs shard k and its triplets (`sources`:
+    every extractor of the run, so each window has a row per source); returns drop counters."""
     run_dir = Path(run_dir)
     tok = _tokenizer(str(run_dir))
     docs = read_shard(shard_path(run_dir, "docs", k), ["doc_id", "text", "split"]).to_pylist()
@@ -161,6 +202,21 @@ def build_shard(run_dir: Path, k: int, triplets: pa.Table, reach: int,
         })
     write_shard(pa.Table.from_pylist(token_rows, schema=TOKENS_SCHEMA), shard_path(run_dir, "tokens", k),
                 fingerprint)
+
+    decode = lru_cache(maxsize=None)(lambda ids: tok.decode(list(ids)).strip())
+    memory_by_doc: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in memory:
+        memory_by_doc[row["doc_id"], row["source"]].append(row)
+    window_rows = []
+    for row in token_rows:
+        tokens = np.asarray(row["tokens"], dtype=np.int64)
+        spans = [(s["start"], s["end"], s["stated_pos"]) for s in row["recall_spans"]]
+        for source in sources:
+            doc = TrainingDocument(row["doc_id"], tokens, np.zeros(0, dtype=bool), spans,
+                                   memory_rows(memory_by_doc[row["doc_id"], source]))
+            window_rows += decoded_windows(doc, row["split"], source, window_len, depth, decode)
+    write_shard(pa.Table.from_pylist(window_rows, schema=WINDOWS_SCHEMA),
+                shard_path(run_dir, "windows", k), fingerprint)
     return dict(counters)
 
 
@@ -227,7 +283,7 @@ def shard_fingerprint(cfg: RunConfig, tokenizer_id: str, run_dir: Path, k: int,
 
 def _is_current(run_dir: Path, k: int, fingerprint: str) -> bool:
     """Both shards exist, are readable and were built from the current inputs."""
-    return all(is_current(shard_path(run_dir, kind, k), fingerprint) for kind in ("memory", "tokens"))
+    return all(is_current(shard_path(run_dir, kind, k), fingerprint) for kind in SHARDS_WRITTEN)
 
 
 def default_workers(shards_to_do: int) -> int:
@@ -247,16 +303,18 @@ def run_shards(cfg: RunConfig, run_dir: Path,
     _tokenizer(str(run_dir))  # fail here, once, when the tokenizer stage has not run
     tokenizer_id = hashlib.sha256((run_dir / TOKENIZER_FILE).read_bytes()).hexdigest()
     # tokens/memory shards whose docs shard is gone (a smaller corpus) would pollute the views
-    remove_shards_outside(run_dir, ("tokens", "memory"), set(docs_shards))
+    remove_shards_outside(run_dir, SHARDS_WRITTEN, set(docs_shards))
     triplets, triplet_shards = _read_triplets(run_dir)
     reach = cfg.model.sequence_len + cfg.model.memory_slots
+    window_len, depth = cfg.model.sequence_len, window_memory_depth(cfg.model.memory_slots)
+    sources = sorted(set(triplets.column("source").to_pylist()))
     args = []
     for k in docs_shards:
         shard_triplets = _shard_slice(triplets, triplet_shards, k)
         fingerprint = shard_fingerprint(cfg, tokenizer_id, run_dir, k, shard_triplets)
         if not _is_current(run_dir, k, fingerprint):
             args.append((run_dir, k, shard_triplets, reach, cfg.shards.recall_min_object_chars,
-                         fingerprint))
+                         fingerprint, window_len, depth, sources))
     todo = [a[1] for a in args]
 
     counters: Counter[str] = Counter({"shards_resumed": len(docs_shards) - len(todo)})
@@ -289,7 +347,7 @@ def run_shards(cfg: RunConfig, run_dir: Path,
         register_shard_views(con, run_dir)
     finally:
         con.close()
-    outputs = [str(shard_path(Path(), kind, k)) for kind in ("tokens", "memory") for k in docs_shards]
+    outputs = [str(shard_path(Path(), kind, k)) for kind in SHARDS_WRITTEN for k in docs_shards]
     return {"outputs": outputs, "rows": dict(rows), "counters": dict(counters),
             "stats": {"evicted_context": window_stats(run_dir, docs_shards, cfg.model.sequence_len)}}
 
@@ -327,7 +385,7 @@ def main() -> None:
     try:
         with run_lock(args.run):
             if args.force:
-                for kind in ("tokens", "memory"):
+                for kind in SHARDS_WRITTEN:
                     for path in list_shards(args.run, kind):
                         path.unlink()
             result = run_shards(cfg, args.run)

@@ -9,6 +9,8 @@ Every stage reads and writes the run folder through these names; nothing else de
     extraction_errors/shard_k.parquet  ERROR_SCHEMA       per-document failures       (extract)
     tokens/shard_k.parquet             TOKENS_SCHEMA      tokens + recall spans       (shards)
     memory/shard_k.parquet             MEMORY_SCHEMA      one row per triplet         (shards)
+    windows/shard_k.parquet            WINDOWS_SCHEMA     one row per window and memory source,
+                                                          its slots and recall spans as text (shards)
 
 Shard k of every kind covers the same documents. `SHARD_KINDS` names each kind's single writer
 stage and its warehouse view, `TABLE_WRITERS` each warehouse table's.
@@ -162,6 +164,34 @@ MEMORY_SCHEMA = pa.schema([
     ("source", pa.string()),  # the extractor
 ])
 
+# What one training window saw, decoded with the run's tokenizer (shards/build.py decoded_windows).
+WINDOW_MEMORY_DEPTH = 128  # kept triplets recorded per window: any M up to this reads its slots
+
+
+def window_memory_depth(memory_slots: int) -> int:
+    """How many kept triplets the windows shards record per window: enough for `memory_slots`,
+    and the same for every M up to WINDOW_MEMORY_DEPTH (a sweep over M shares its shards)."""
+    return max(WINDOW_MEMORY_DEPTH, memory_slots)
+
+
+WINDOW_SLOT = pa.struct([
+    ("rank", pa.int32()),  # 1 = the newest kept triplet; a model with M slots reads rank <= M
+    ("subject", pa.string()), ("relation", pa.string()), ("object", pa.string()),
+    ("negated", pa.bool_()),
+    ("age", pa.int32()),  # tokens between the statement (token_pos) and the window start
+])
+WINDOW_RECALL_SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("stated_pos", pa.int32()),
+                                ("text", pa.string())])
+WINDOWS_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("split", pa.string()),
+    ("window_index", pa.int32()),  # k: the window of document tokens [k*T, (k+1)*T)
+    ("window_start", pa.int32()),
+    ("source", pa.string()),  # the extractor whose memory rows the slots come from
+    ("slots", pa.list_(WINDOW_SLOT)),
+    ("recall_spans", pa.list_(WINDOW_RECALL_SPAN)),  # the spans scored as this window's recall
+])
+
 
 @dataclass(frozen=True)
 class ShardKind:
@@ -178,6 +208,7 @@ SHARD_KINDS: dict[str, ShardKind] = {
     "extraction_errors": ShardKind(ERROR_SCHEMA, "extract", "extraction_error_shards"),
     "tokens": ShardKind(TOKENS_SCHEMA, "shards", "tokens_shards"),
     "memory": ShardKind(MEMORY_SCHEMA, "shards", "memory_shards"),
+    "windows": ShardKind(WINDOWS_SCHEMA, "shards", "window_shards"),
 }
 
 

@@ -30,6 +30,18 @@ RUN_DIR_VARIABLE = "warehouse_run_dir"
 RECORDED_AGAIN = {"metrics": "evaluate"}
 log = logging.getLogger(__name__)
 
+# Views over a shard view, made with it (a view in schema.sql could not name a shard view that does
+# not exist yet). window_memory: what window k of document d saw, one row per kept triplet; a
+# window without memory is one row of NULL slot columns (shards/build.py decoded_windows).
+DERIVED_VIEWS = {
+    "window_memory": ("window_shards", """
+        SELECT w.doc_id, w.split, w.window_index, w.window_start, w.source,
+               s.rank, s.subject, s.relation, s.object, s.negated, s.age,
+               list_transform(w.recall_spans, lambda r: r.text) AS recall
+        FROM window_shards w LEFT JOIN LATERAL (SELECT unnest(w.slots, recursive := true)) s ON true
+    """),
+}
+
 
 class WarehouseLocked(RuntimeError):
     """Another process holds the warehouse's write lock."""
@@ -164,6 +176,10 @@ def register_shard_views(con: duckdb.DuckDBPyConnection, run_dir: Path,
         con.execute(f"{create} {view} AS SELECT * FROM read_parquet("
                     f"{folder} || '/{kind}/shard_*.parquet', filename = true)")
         made.append(view)
+    for view, (base, select) in DERIVED_VIEWS.items():
+        if base in made:
+            con.execute(f"{create} {view} AS {select}")
+            made.append(view)
     return made
 
 

@@ -112,3 +112,7 @@ CREATE TABLE IF NOT EXISTS extraction_errors (
 CREATE OR REPLACE VIEW canonical_triplets AS
     SELECT t.*, c.subject_id, c.relation_id, c.object_id
     FROM triplets t LEFT JOIN canonical_ids c USING (triplet_id);
+
+-- window_memory (what window k of document d saw: its kept triplets as text, rank 1 = newest,
+-- and its recall spans) is a view over the window_shards view, so warehouse/db.py DERIVED_VIEWS
+-- creates it with the shard views (README "What did window k of document d see?").

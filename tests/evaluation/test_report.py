@@ -251,3 +251,44 @@ def test_model_rows_carry_intervals_sample_sizes_and_bucket_columns():
     assert (bucket["ci_lo"], bucket["ci_hi"]) == wilson(1, 2)
     assert Metrics(rows.values()).distance_curves(["triplet"]) == {
         "triplet": [(0, 16, 1.0, 1), (64, 80, 0.5, 2)]}
+
+
+def _captured_figure(monkeypatch, plot, *args):
+    """The matplotlib figure `plot` draws (instead of writing the PNG)."""
+    import evaluation.report as report
+    figures = []
+    monkeypatch.setattr(report, "_save_figure", lambda fig, path: figures.append(fig) or path)
+    plot(*args)
+    (fig,) = figures
+    return fig
+
+
+def test_recall_plot_marks_each_variant_and_greys_small_points(monkeypatch, tmp_path):
+    from evaluation.report import MIN_POINT_N, plot_recall_by_distance, variant_color, variant_marker
+    curves = {"window": [(0, 16, 0.2, 500), (16, 32, 0.1, MIN_POINT_N - 1)],
+              "triplet": [(0, 16, 0.9), (16, 32, 0.8)]}  # no n: drawn as measured
+    fig = _captured_figure(monkeypatch, plot_recall_by_distance, curves, 80, tmp_path / "r.png")
+    drawn = {}
+    for line in fig.axes[0].lines:
+        drawn.setdefault(line.get_marker(), []).append((line.get_color(), list(line.get_xdata())))
+    assert variant_marker("window") != variant_marker("triplet")
+    # the curve with its marker, then the point with n < MIN_POINT_N drawn grey over it
+    assert drawn[variant_marker("window")] == [(variant_color("window"), [8, 24]), ("lightgrey", [24])]
+    assert drawn[variant_marker("triplet")] == [(variant_color("triplet"), [8, 24])]
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["500", str(MIN_POINT_N - 1)]  # n beside each point that has one
+
+
+def test_loss_plot_smooths_over_the_raw_curve_on_a_log_axis(monkeypatch, tmp_path):
+    from evaluation.report import plot_losses, smoothed
+    assert smoothed([2.0] * 5, 3) == pytest.approx([2.0] * 5)  # bias-corrected from the start
+    noisy = [3.0 + (0.5 if i % 2 else -0.5) for i in range(200)]
+    assert max(smoothed(noisy, 10)[50:]) - min(smoothed(noisy, 10)[50:]) < 0.2
+    steps = list(range(200))
+    curves = {"window": (steps, [10.0] + noisy[1:]), "triplet": (steps, [x - 1 for x in noisy])}
+    ax = _captured_figure(monkeypatch, plot_losses, curves, tmp_path / "l.png").axes[0]
+    assert ax.get_yscale() == "log"
+    raw, smooth = ax.lines[0], ax.lines[1]
+    assert raw.get_alpha() < 0.5 and smooth.get_alpha() is None
+    # the first step's 10.0 does not set the axis: the smoothed curves past their first tenth do
+    assert ax.get_ylim()[1] < 4

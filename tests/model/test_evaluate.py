@@ -1,4 +1,5 @@
 """Evaluation of tiny trained checkpoints: finite metrics per variant, ablations, clear errors."""
+import json
 import math
 
 import pytest
@@ -85,3 +86,18 @@ def test_cli_errors_are_one_line(trained, capsys):
     with pytest.raises(SystemExit):
         evaluate_main(args + ["--variant", "window", "--step", "5"])
     assert "no step 5 of variant 'window' (run the train stage first)" in capsys.readouterr().err
+
+
+def test_cli_prints_a_summary_and_pairs_on_request(trained, capsys):
+    _, run_dir, config = trained
+    evaluate_main(["--run", str(run_dir), "--config", str(config), "--variant", "triplet"])
+    out = capsys.readouterr()
+    assert out.err == ""  # a folder named by --run is not announced
+    lines = out.out.splitlines()
+    assert lines[0] == "triplet, memory as_trained: checkpoints/triplet/step_000006"
+    assert any(line.split() == ["recall_spans", "8"] for line in lines)
+    assert lines[-1].strip().startswith("recall_acc_by_distance: 8 (distance, correct) pairs")
+    assert len(lines) < 20
+    evaluate_main(["--run", str(run_dir), "--config", str(config), "--variant", "triplet", "--pairs"])
+    pairs = json.loads(capsys.readouterr().out)["recall_acc_by_distance"]
+    assert len(pairs) == 8 and all(distance == 22 for distance, _ in pairs)

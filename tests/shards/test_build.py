@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from configs.schema import parse_config
-from model.dataloader import evicted_context
+from model.dataloader import evicted_context, load_training_documents, window_starts
+from model.memory import build_window_memory
 from model.tokenizer import TOKENIZER_FILE, train_tokenizer
 from shards.build import run_shards
 from shards.recall import real_text_recall_spans
@@ -107,7 +108,7 @@ def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
     assert result["rows"]["memory_rows_oracle"] == 6 and result["rows"]["memory_rows_spacy"] == 6
     assert result["rows"]["recall_spans"] == 6
     assert sorted(result["outputs"]) == sorted(
-        [f"{kind}/shard_{k:05d}.parquet" for kind in ("tokens", "memory") for k in range(3)])
+        [f"{kind}/shard_{k:05d}.parquet" for kind in ("tokens", "memory", "windows") for k in range(3)])
 
     evicted = result["stats"]["evicted_context"]
     lengths = pa.concat_tables(pq.read_table(shard_path(run, "tokens", k)) for k in range(3))
@@ -157,6 +158,50 @@ def test_shards_parallel_gold_recall_memory_and_views(tmp_path, tok):
     con = connect(run, read_only=True)
     assert con.execute("SELECT count(*) FROM tokens_shards").fetchall() == [(6,)]
     assert con.execute("SELECT count(DISTINCT source) FROM memory_shards").fetchall() == [(2,)]
+    con.close()
+
+
+def test_window_memory_is_what_each_window_saw(tmp_path, tok):
+    """The window_memory view answers "what did window k of document d see?" with the slots the
+    training code builds (for every M up to the recorded depth) and the window's recall spans."""
+    run = make_run(tmp_path, tok, shards=1)
+    text = _doc(0, 1)["text"]
+    first_filler_end = text.index("sky.") + 4
+    con = connect(run)
+    # a later statement replaces the functional value; a negation is kept with its polarity
+    con.execute("INSERT INTO triplets VALUES (100, 'd0_1', 0, 'Mara Quell', 'lives in', 'Tessaly', "
+                "false, 0, ?, NULL, 'oracle'), (101, 'd0_1', 0, 'Ilsa Brandt', 'works at', 'Orvane', "
+                "true, 0, ?, NULL, 'oracle')", [first_filler_end, first_filler_end])
+    con.execute("INSERT INTO canonical_ids VALUES (100, 3, 7, 9)")
+    con.close()
+    cfg = parse_config(CONFIG)
+    run_shards(cfg, run)
+
+    con = connect(run, read_only=True)
+    query = ("SELECT subject, relation, object, negated, age FROM window_memory WHERE doc_id = ? "
+             "AND window_index = ? AND source = ? AND rank <= ? ORDER BY rank DESC")
+    checked_slots = 0
+    for source in ("oracle", "spacy"):
+        for doc in load_training_documents(run, "train", source):
+            for k, start in enumerate(window_starts(len(doc.tokens), cfg.model.sequence_len)):
+                for slots in (1, 2, cfg.model.memory_slots):
+                    expected = [(tok.decode(list(s.subject)).strip(), tok.decode(list(s.relation)).strip(),
+                                 tok.decode(list(s.object)).strip(), s.negated, s.age)
+                                for s in build_window_memory(doc.memory, start, slots)]
+                    assert con.execute(query, [doc.doc_id, k, source, slots]).fetchall() == expected
+                    checked_slots += len(expected)
+    assert checked_slots > 0
+    later = con.execute("SELECT window_index, rank, subject, relation, object, negated FROM window_memory "
+                        "WHERE doc_id = 'd0_1' AND source = 'oracle' ORDER BY window_index DESC, rank "
+                        "LIMIT 2").fetchall()
+    assert [r[1:] for r in later] == [(1, "Ilsa Brandt", "works at", "Orvane", True),
+                                      (2, "Mara Quell", "lives in", "Tessaly", False)]
+    # the first window has nothing evicted: one row, no slot
+    assert con.execute("SELECT rank, subject FROM window_memory WHERE doc_id = 'd0_1' "
+                       "AND window_index = 0 AND source = 'oracle'").fetchall() == [(None, None)]
+    recalled = con.execute("SELECT window_index, recall FROM window_memory WHERE doc_id = 'd0_1' "
+                           "AND source = 'spacy' AND len(recall) > 0").fetchall()
+    assert recalled == [(recalled[0][0], ["Orvane01"])]
     con.close()
 
 
@@ -263,3 +308,15 @@ def test_a_cut_off_docs_shard_is_one_clear_error(tmp_path, tok):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"shard_00001.parquet: unreadable docs shard .*rerun the ingest"):
         run_shards(parse_config({**CONFIG, "shards": {"workers": 1}}), run)
+
+
+def test_the_shards_key_covers_the_window_but_not_m_up_to_the_recorded_depth():
+    from configs.schema import stage_section
+    from warehouse.contracts import WINDOW_MEMORY_DEPTH
+
+    def section(**model):
+        return stage_section(parse_config({**CONFIG, "model": {**CONFIG["model"], **model}}), "shards")
+    # a sweep over M shares one shards stage: the windows shards hold the slots of every M
+    assert section(memory_slots=4) == section(memory_slots=WINDOW_MEMORY_DEPTH)
+    assert section(memory_slots=WINDOW_MEMORY_DEPTH + 1) != section(memory_slots=4)
+    assert section(sequence_len=16) != section(sequence_len=8)  # other windows
