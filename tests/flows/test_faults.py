@@ -65,10 +65,17 @@ def run_cli(config: Path, runs: Path, *extra: str) -> subprocess.CompletedProces
     return proc
 
 
+def _sigint_as_in_a_terminal() -> None:
+    # a test run started in the background (`nohup make test &`) inherits SIGINT ignored, as shells
+    # do for background jobs, and Python then never raises KeyboardInterrupt: give the CLI the
+    # disposition a terminal's Ctrl-C meets
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(config: Path, runs: Path, log: Path) -> subprocess.Popen:
     handle = log.open("w")
     return subprocess.Popen(_cli_args(config, runs), cwd=REPO, env=ENV, stdout=handle,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=_sigint_as_in_a_terminal)
 
 
 def wait_for(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 240) -> None:
