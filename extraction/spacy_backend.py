@@ -111,9 +111,12 @@ def extract_facts(doc: Doc, resolved: dict[int, str]) -> list[Fact]:
     facts = []
     for sent in doc.sents:
         start, end = _sentence_bounds(sent)
+        found = set()  # two parse paths to one fact ("X was still a baker") state it once
         for token in sent:
-            for subj, rel, obj, negated in _token_facts(token, resolved):
-                facts.append(Fact(subj, rel, obj, negated, start, end))
+            for fact in _token_facts(token, resolved):
+                if fact not in found:
+                    found.add(fact)
+                    facts.append(Fact(*fact, start, end))
     return facts
 
 

@@ -54,6 +54,16 @@ def test_conjoined_verbs_share_the_subject(spacy_backend):
     assert ("Tom Bell", "works at", "Krelol Press", False) in got
 
 
+def test_a_fact_reached_by_two_parse_paths_is_stated_once(spacy_backend):
+    # a demo-corpus passage whose parse reaches the last fact twice (a duplicate row before)
+    text = ("Years later, Zekraira Wond was still a librarian. Even then, Zekraira Wond lived in "
+            "Rekrock. By then, Soushaind Gaikal was still a baker.")
+    triplets, _ = spacy_backend.extract([Document("d", text)])
+    stated = [(t.subject, t.relation, t.object, t.char_start) for t in triplets]
+    assert len(stated) == len(set(stated))
+    assert ("Soushaind Gaikal", "was a", "baker") in {s[:3] for s in stated}
+
+
 def test_pronouns_are_resolved_or_dropped(spacy_backend):
     got = facts(spacy_backend, "Mara Quell works at Tessaly Labs. She lives in Orvane. "
                                "His sister lives in Oslo. It rained. Nobody said much.")
