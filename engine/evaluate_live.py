@@ -37,6 +37,7 @@ from engine.session import open_session
 from model.dataloader import document_windows, make_batch
 from model.evaluate import Totals, evaluate_variant, val_documents
 from model.variants import variant_of
+from warehouse.run_folder import RUN_CONFIG
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def evaluate_live(run_dir: Path, variant: str = "triplet", *, extractor: str = "
     run_dir = Path(run_dir)
     session = open_session(run_dir, variant, step=step, extractor=extractor, budget=budget)
     try:
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / RUN_CONFIG)
         if max_windows is not None:
             cfg = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"max_windows": max_windows})})
         memory = extractor if variant_of(variant).reads_memory_rows else "as_trained"

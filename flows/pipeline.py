@@ -31,6 +31,7 @@ from configs.schema import RunConfig, dump_config, load_config, load_config_or_e
 from flows.process_group import reaped_children
 from tasks.stage import (MissingUpstream, StageSpec, cache_key, is_current, plan_stages,
                          read_manifest, select_stages, stage_task, upstream_fingerprints)
+from warehouse.run_folder import RUN_CONFIG
 from warehouse.run_lock import RunLocked, run_lock
 from warehouse.shard_io import write_text_atomically
 
@@ -59,7 +60,7 @@ def pipeline(config: str, runs_dir: str = "runs", stages: list[str] | None = Non
         with run_lock(run_dir, shared=True):  # other shard ranges may run beside it
             return {"extract": extract_shard_range(cfg, str(run_dir), shards)}
     with run_lock(run_dir):
-        write_text_atomically(dump_config(cfg), run_dir / "config.yaml")
+        write_text_atomically(dump_config(cfg), run_dir / RUN_CONFIG)
         return _run_stages(cfg, run_dir, stages, force)
 
 

@@ -33,6 +33,7 @@ from engine.session import open_session
 from model.dataloader import make_batch
 from model.evaluate import val_documents
 from model.memory import collate_memory
+from warehouse.run_folder import RUN_CONFIG
 
 
 def generate(engine: Engine, prompt: list[int], tokens: int, memory: MemoryState | None,
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     session = open_session(args.run, args.variant, budget=args.budget)
     live = session.engine
     fixed = Engine(live.model, live.spec)
-    trained_source = load_config(args.run / "config.yaml").train.memory_source
+    trained_source = load_config(args.run / RUN_CONFIG).train.memory_source
     doc = next(d for d in val_documents(args.run, args.variant, "as_trained", trained_source)
                if len(d.tokens) > 3 * live.spec.window_len)
     prompt = doc.tokens[:live.spec.window_len].tolist()

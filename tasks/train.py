@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from configs.fingerprint import code_version, config_fingerprint
 from configs.schema import RunConfig, stage_section
+from warehouse.run_folder import RUN_CONFIG
 
 log = logging.getLogger(__name__)
 STEP_LINE = re.compile(r"^step (\d+)/(\d+)\b")
@@ -30,7 +31,7 @@ def torchrun_command(run_dir: Path, variant: str, nproc: int, resume: bool) -> l
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc_per_node={nproc}", "-m", "model.train"] if nproc > 1
                 else [sys.executable, "-m", "model.train"])
-    cmd = [*launcher, "--config", str(Path(run_dir) / "config.yaml"),
+    cmd = [*launcher, "--config", str(Path(run_dir) / RUN_CONFIG),
            "--runs-dir", str(Path(run_dir).parent), "--variant", variant]
     return cmd + (["--resume"] if resume else [])
 
