@@ -248,6 +248,15 @@ class TrainConfig(Section):
         return chunk_tokens
 
 
+class KeyTokensConfig(Section):
+    # LongPPL's key tokens (model/key_tokens.py), chosen by the `full` variant when the run trains
+    # it: the long context adds >= min_gain nats of log-probability (the paper's LSD > 2) and
+    # leaves the loss <= max_loss nats (LCL > -2).
+    enabled: bool = True
+    min_gain: float = Field(2.0, gt=0)
+    max_loss: float = Field(2.0, gt=0)
+
+
 class EvaluateConfig(Section):
     # Evaluation-time ablations of the variants they apply to (model/variants.py); the unablated
     # row is always evaluated (ablation "none"): memory removed, memory from another document,
@@ -255,6 +264,7 @@ class EvaluateConfig(Section):
     ablations: list[str] = ["no_memory", "shuffled", "oracle"]
     max_windows: int | None = Field(None, ge=1, le=10**9)  # cap on val windows per variant
     batch_size: int = Field(32, ge=1, le=2**16)
+    key_tokens: KeyTokensConfig = KeyTokensConfig()
 
 
 class ReportConfig(Section):

@@ -8,7 +8,9 @@ history); the current one is the most recently recorded, and `read_metrics` retu
 A `metrics` row is (evaluation_id, variant, ablation, split, metric, bucket_lo, bucket_hi, value,
 ci_lo, ci_hi, n, step). Model figures (split "val", ablation "none" or one of the variant's
 evaluation ablations) come from `model.evaluate.evaluate_variant`: `SCALAR_METRICS`, the sample
-sizes `COUNT_METRICS`, and recall_acc per statement-to-recall distance bucket (metric
+sizes `COUNT_METRICS`, LongPPL on the key tokens (`longppl`, n = documents with key tokens;
+`key_recall_share`: the share of them that are recall tokens; model/key_tokens.py), and
+recall_acc per statement-to-recall distance bucket (metric
 "recall_acc" with `bucket_lo`/`bucket_hi` set, NULL on every other row; `distance_bucket`: fixed,
 so every variant and run shares them). `n` is a figure's sample size: recall spans for
 recall_acc (its 95% interval `ci_lo`..`ci_hi` is Wilson's), documents for bpb and recall_bpb
@@ -28,10 +30,14 @@ from typing import Any, Iterable, NamedTuple
 
 from evaluation.intervals import wilson
 
-SCALAR_METRICS = ("bpb", "recall_bpb", "recall_acc", "compression", "positions")
-COUNT_METRICS = ("windows", "documents", "recall_spans")  # how much each evaluation saw
-# the count a figure's interval is over (model.evaluate.Totals.result's keys)
-SAMPLE_SIZE = {"recall_acc": "recall_spans", "recall_bpb": "recall_documents", "bpb": "documents"}
+SCALAR_METRICS = ("bpb", "recall_bpb", "recall_acc", "compression", "positions", "longppl",
+                  "key_recall_share")
+# how much each evaluation saw (key_targets: the target tokens the key tokens were chosen from)
+COUNT_METRICS = ("windows", "documents", "recall_spans", "key_tokens", "key_targets")
+# the count a figure's interval is over (model.evaluate.Totals.result's and
+# model.key_tokens.longppl's keys)
+SAMPLE_SIZE = {"recall_acc": "recall_spans", "recall_bpb": "recall_documents", "bpb": "documents",
+               "longppl": "key_documents", "key_recall_share": "key_tokens"}
 DISTANCE_METRIC = "recall_acc"
 # Below one point of recall_acc a gap is evaluation noise (a few thousand recall spans), and a
 # share of it would be a ratio of noise.

@@ -248,6 +248,32 @@ def variants_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
             ""]
 
 
+def key_tokens_section(cfg: RunConfig, metrics: Metrics) -> list[str]:
+    """Every variant's LongPPL on the key tokens `full` chose (model/key_tokens.py)."""
+    lines = ["## Key tokens (LongPPL)", ""]
+    scored = [v for v in cfg.train.variants if metrics.figure(v, "none", "longppl") is not None]
+    if not scored:
+        why = ("`evaluate.key_tokens.enabled` is off" if not cfg.evaluate.key_tokens.enabled
+               else "this run trains no `full`, the variant that chooses them")
+        return lines + [f"No key-token figures: {why}.", ""]
+    first = scored[0]
+    count, targets = (metrics.get(first, "none", m) for m in ("key_tokens", "key_targets"))
+    share = metrics.get(first, "none", "key_recall_share")
+    rule = cfg.evaluate.key_tokens
+    lines += [f"The tokens whose loss `full` lowers by at least {rule.min_gain:g} nats with its "
+              f"earlier context (up to {cfg.train.full_context_cap} tokens) over the window alone, "
+              f"and predicts with a loss of at most {rule.max_loss:g} nats: {count:.0f} of "
+              f"{targets:.0f} val targets" +
+              (f", {share:.1%} of them recall tokens" if share is not None else "") +
+              ". `longppl` is exp(mean loss) on exactly those tokens, each variant with its own "
+              "context (lower is better; 95% bootstrap over documents, n = documents with key "
+              "tokens). `full` chose them by its own loss, so its figure is favoured; compare the "
+              "others with each other and with `window`.", ""]
+    rows = [[f"`{v}`", _figure(metrics.figure(v, "none", "longppl")),
+             _fmt(metrics.get(v, "none", "key_tokens"), 0)] for v in scored]
+    return lines + _table(["variant", "longppl [95%] n docs", "key tokens"], rows) + [""]
+
+
 INTERVAL_METRICS = ("bpb", "recall_bpb", "recall_acc")
 INTERVAL_HEADERS = ["bpb [95%] n docs", "recall_bpb [95%] n docs", "recall_acc [95%] n spans"]
 INTERVALS_NOTE = ("Each figure has its 95% interval and sample size: recall_acc Wilson's over its "
@@ -382,6 +408,7 @@ def render_report(cfg: RunConfig, metrics: Metrics, loss_png: Path | None,
              "bucket_lo, value, ci_lo, ci_hi, n FROM metrics WHERE evaluation_id = (SELECT "
              "evaluation_id FROM evaluations ORDER BY recorded_at DESC LIMIT 1)\"", "",
              *variants_section(cfg, metrics),
+             *key_tokens_section(cfg, metrics),
              *(line for v in with_memory for line in ablations_section(cfg, metrics, v)),
              *extraction_section(metrics.extraction_scores()),
              *gap_section(metrics, [v for v in VARIANTS if VARIANTS[v].reads_memory_rows]),

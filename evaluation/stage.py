@@ -13,6 +13,9 @@ its figures, so a rerun that reproduces the same figures re-records that evaluat
 adding a copy (and a killed-and-rerun run holds the same rows as an uninterrupted one, recording
 times aside). This stage is the three tables' only writer.
 
+When the run trains `full`, each variant's unablated evaluation also carries its LongPPL on
+the key tokens `full` chooses (model/key_tokens.py; the choice in `eval/key_tokens.json`).
+
 An evaluation in `eval/<variant>.json` whose `evaluation_key` is still the current one (the same
 checkpoint, ablation, evaluate settings and evaluation code) is reused, not run again: after
 one variant is retrained only its evaluations run, and a sweep point that adopted a training
@@ -137,16 +140,59 @@ def earlier_evaluations(run_dir: Path, variant: str) -> dict[str, dict[str, Any]
         return {}
 
 
+KEY_TOKENS_FILE = "eval/key_tokens.json"
+KEY_TOKEN_FIELDS = ("longppl", "key_")  # result fields with_key_tokens adds
+
+
+def key_token_selection(cfg: RunConfig, run_dir: Path, code: str) -> dict[str, Any] | None:
+    """The run's key tokens (model/key_tokens.py), reused from eval/key_tokens.json while the
+    evaluator's checkpoint, the thresholds and the code are unchanged; None when the run trains
+    no evaluator (`full`) or `evaluate.key_tokens.enabled` is off."""
+    from model.key_tokens import EVALUATOR, find_key_tokens
+    if not cfg.evaluate.key_tokens.enabled or EVALUATOR not in cfg.train.variants:
+        return None
+    key = config_fingerprint({"evaluator": evaluation_key(cfg, run_dir, EVALUATOR, "key_tokens", code),
+                              "rule": cfg.evaluate.key_tokens.model_dump(mode="json")})
+    path = Path(run_dir) / KEY_TOKENS_FILE
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier.get("selection_key") == key:
+            return earlier
+    except (FileNotFoundError, json.JSONDecodeError):
+        pass
+    selection = {**find_key_tokens(cfg, run_dir), "selection_key": key}
+    write_text_atomically(json.dumps(selection) + "\n", path)
+    return selection
+
+
+def with_key_tokens(cfg: RunConfig, run_dir: Path, variant: str, result: dict[str, Any],
+                    selection: dict[str, Any] | None, code: str) -> tuple[dict[str, Any], bool]:
+    """An unablated evaluation `result` with `variant`'s longppl on the `selection`'s key tokens
+    added (kept from `result` while its key holds); (result, whether it was computed now)."""
+    if selection is None:
+        return {k: v for k, v in result.items() if not k.startswith(KEY_TOKEN_FIELDS)}, False
+    key = config_fingerprint({"variant": evaluation_key(cfg, run_dir, variant, "longppl", code),
+                              "selection": selection["selection_key"]})
+    if result.get("key_tokens_key") == key:
+        return result, False
+    from model.key_tokens import score_key_tokens
+    return {**result, **score_key_tokens(cfg, run_dir, variant, selection),
+            "key_targets": selection["scored"], "key_recall_share": selection["recall_share"],
+            "key_tokens_key": key}, True
+
+
 def run_evaluate(cfg: RunConfig, run_dir: Path,
                  on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     from model.evaluate import evaluate_variant  # torch: only when the stage runs
     run_dir = Path(run_dir)
     jobs = evaluation_jobs(cfg)
     code = code_version(("model.evaluate",))
+    key_code = code_version(("model.key_tokens",))
+    selection = key_token_selection(cfg, run_dir, key_code)
     earlier = {v: earlier_evaluations(run_dir, v) for v in cfg.train.variants}
     results: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    reused = 0
+    reused = scored = 0
     for i, (variant, ablation) in enumerate(jobs):
         key = evaluation_key(cfg, run_dir, variant, ablation, code)
         result = earlier[variant].get(ablation)
@@ -156,6 +202,9 @@ def run_evaluate(cfg: RunConfig, run_dir: Path,
             result = {**evaluate_variant(cfg, run_dir, variant,
                                          memory=MEMORY_FOR_ABLATION.get(ablation, ablation)),
                       "evaluation_key": key}
+        if ablation == "none":
+            result, now = with_key_tokens(cfg, run_dir, variant, result, selection, key_code)
+            scored += now
         results.setdefault(variant, {})[ablation] = result
         rows += model_rows(variant, ablation, result)
         if on_progress:
@@ -169,10 +218,13 @@ def run_evaluate(cfg: RunConfig, run_dir: Path,
     if on_progress:
         on_progress(len(jobs) + 1, len(jobs) + 1)
     extractors = {r["extractor"] for r in recorded["extraction_scores"]}
+    if selection is not None:
+        outputs.append(KEY_TOKENS_FILE)
     return {"outputs": outputs,
             "rows": {"metrics": len(recorded["metrics"]), "variant_evaluations": len(jobs),
-                     "extractors_scored": len(extractors)},
-            "counters": {"evaluations_reused": reused},
+                     "extractors_scored": len(extractors),
+                     "key_tokens": selection["count"] if selection else 0},
+            "counters": {"evaluations_reused": reused, "key_token_scorings": scored},
             "stats": {"evaluation_id": recorded["evaluation_id"]}}  # the manifest says which
 
 

@@ -41,9 +41,11 @@ from warehouse.shard_io import write_text_atomically
 
 REPORT_DIR = "report"
 # recall_spans: each point's sample size (the seeds' n is the figure's own `n`)
-METRICS = ("recall_acc", "recall_bpb", "bpb", "positions", "compression", "recall_spans")
+METRICS = ("recall_acc", "recall_bpb", "bpb", "longppl", "positions", "compression",
+           "recall_spans")
 PLOTTED = ("recall_acc", "recall_bpb", "bpb")
-TABLED = (*PLOTTED, "positions", "recall_spans")
+# longppl: in the per-point tables only, since each point's own `full` chooses its key tokens
+TABLED = (*PLOTTED, "longppl", "positions", "recall_spans")
 MATCHED = ("recall_acc", "recall_bpb")  # W* is read on these
 
 
@@ -320,10 +322,14 @@ def grid_section(plan: SweepPlan, grid: GridConfig, setting: str, rows: list[dic
     curves = list(dict.fromkeys((series, variant) for series, variant, _, _ in by_key))
     header = [f"{_tail(setting)} = {x}" if setting else "all points" for x in xs]
     for metric in TABLED:
+        if not any(key[2] == metric for key in by_key):
+            continue  # longppl where no point trained `full`
         table = [[f"`{variant}`" + (f" ({series})" if series else ""),
                   *(_cell(by_key.get((series, variant, metric, x))) for x in xs)]
                  for series, variant in curves]
-        lines += [f"{metric}:", "", *_table(["variant", *header], table), ""]
+        note = (" (exp of the mean loss on the key tokens the point's own `full` chooses, "
+                "model/key_tokens.py: compare within a column)" if metric == "longppl" else "")
+        lines += [f"{metric}{note}:", "", *_table(["variant", *header], table), ""]
     if grid.best_of == setting:
         lines += best_section(plan, grid, rows)
     return lines

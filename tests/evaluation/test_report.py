@@ -292,3 +292,21 @@ def test_loss_plot_smooths_over_the_raw_curve_on_a_log_axis(monkeypatch, tmp_pat
     assert raw.get_alpha() < 0.5 and smooth.get_alpha() is None
     # the first step's 10.0 does not set the axis: the smoothed curves past their first tenth do
     assert ax.get_ylim()[1] < 4
+
+
+def test_key_tokens_section_gives_each_variants_longppl_and_the_selection():
+    from evaluation.metrics import model_rows
+    from evaluation.report import key_tokens_section
+    rows = []
+    for variant, ppl in (("window", 9.5), ("triplet", 2.25), ("full", 1.5)):
+        rows += model_rows(variant, "none", {
+            "longppl": ppl, "longppl_ci": [ppl - 0.5, ppl + 0.5], "key_tokens": 412,
+            "key_documents": 37, "key_targets": 9000, "key_recall_share": 0.75})
+    text = "\n".join(key_tokens_section(parse_config(CONFIG), Metrics(rows)))
+    assert "412 of 9000 val targets, 75.0% of them recall tokens" in text
+    assert "| `triplet` | 2.250 [1.750, 2.750] n=37 | 412 |" in text
+    assert "`raw`" not in text  # not scored: not listed
+    assert "its figure is favoured" in text
+    none = "\n".join(key_tokens_section(parse_config({**CONFIG, "train": {"variants": ["window"]}}),
+                                        Metrics([])))
+    assert "this run trains no `full`" in none

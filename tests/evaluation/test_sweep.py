@@ -89,6 +89,22 @@ def test_report_writes_its_figures_to_the_sweep_warehouse(cap_sweep):
     assert "| `triplet` | recall_acc | 96.0 | 145.0 | 1.96 | 2 |" in md
     # the recall spans each point evaluated, beside the seeds' n
     assert "recall_spans:" in md and "| `triplet` | 110.000 ± 10.000 (n=2) |" in md
+    assert "longppl" not in md  # no point scored key tokens: no empty table
+
+
+def test_longppl_is_tabled_per_point_where_points_scored_key_tokens(cap_sweep):
+    plan, sweep_dir = cap_sweep
+    for point in plan.points:
+        con = connect(point_run_dir(sweep_dir, point.name))
+        seed = point.config.train.seed
+        write_evaluation(con, "config", {}, [metric_row("triplet", "none", m, Figure(v), 1) for m, v in
+                                             (("recall_acc", TRIPLET[seed]), ("positions", 74.0),
+                                              ("longppl", 2.0 + (seed == 1)))], [])
+        con.close()
+    build_sweep_report(plan, sweep_dir, {p.name: "ran" for p in plan.points})
+    md = (sweep_dir / "report" / "sweep.md").read_text()
+    assert "longppl (exp of the mean loss on the key tokens the point's own `full` chooses" in md
+    assert "| `triplet` | 2.500 ± 0.500 (n=2) | 2.500 ± 0.500 (n=2) |" in md
 
 
 def test_then_reruns_each_variant_at_its_best_value_without_changing_the_choice(tmp_path):
