@@ -74,10 +74,30 @@ def build_toy_run(root: Path, num_docs: int = 60, facts: int = 1, model: dict | 
     return config, runs
 
 
+def train_toy_variants(config: Path, runs: Path, variants: tuple[str, ...]) -> None:
+    """Train each variant in-process with one torch thread (tiny matrices: more threads only
+    contend on a shared machine)."""
+    import torch
+    from model.train import main as train_main
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for variant in variants:
+            train_main(["--config", str(config), "--runs-dir", str(runs), "--variant", variant])
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def toy_run_builder():
     """`build_toy_run` itself, for fixtures of wider scope."""
     return build_toy_run
+
+
+@pytest.fixture(scope="session")
+def toy_trainer():
+    """`train_toy_variants` itself."""
+    return train_toy_variants
 
 
 @pytest.fixture

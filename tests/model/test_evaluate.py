@@ -3,24 +3,16 @@ import json
 import math
 
 import pytest
-import torch
 
 from configs.schema import load_config
 from model.evaluate import evaluate_variant, main as evaluate_main
-from model.train import main as train_main
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, toy_run_builder):
+def trained(tmp_path_factory, toy_run_builder, toy_trainer):
     """Every variant trained for a few steps on the toy run (in-process, one process)."""
     config, runs = toy_run_builder(tmp_path_factory.mktemp("eval"), 40, steps=6, checkpoint_every=3)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for variant in ("window", "triplet", "raw", "full"):
-            train_main(["--config", str(config), "--runs-dir", str(runs), "--variant", variant])
-    finally:
-        torch.set_num_threads(threads)
+    toy_trainer(config, runs, ("window", "triplet", "raw", "full"))
     return load_config(config), runs / "toy", config
 
 

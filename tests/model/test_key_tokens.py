@@ -4,29 +4,21 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from configs.schema import load_config
 from model.dataloader import load_training_documents
 from model.evaluate import evaluate_variant
 from model.key_tokens import (TokenLosses, find_key_tokens, longppl, main as key_tokens_main,
                               select_key_tokens, token_losses)
-from model.train import main as train_main
 
 VARIANTS = ("window", "triplet", "full", "text")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, toy_run_builder):
+def trained(tmp_path_factory, toy_run_builder, toy_trainer):
     """A variant of each context kind (window, memory slots, raw prefix, text prefix), a few steps."""
     config, runs = toy_run_builder(tmp_path_factory.mktemp("keys"), 40, steps=6, checkpoint_every=6)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for variant in VARIANTS:
-            train_main(["--config", str(config), "--runs-dir", str(runs), "--variant", variant])
-    finally:
-        torch.set_num_threads(threads)
+    toy_trainer(config, runs, VARIANTS)
     return load_config(config), runs / "toy", config
 
 
