@@ -66,7 +66,7 @@ def test_a_sweep_over_training_settings_extracts_once(tmp_path, prefect_harness)
     trained = {p.name: stage_runs(p).get("train-window", 0) for p in (four, eight)}
     assert trained == {"memory_slots-4": 1, "base": 0}
     evaluate = json.loads((eight / "evaluate" / "manifest.json").read_text())
-    assert evaluate["counters"] == {"evaluations_reused": 1}  # window's, with its checkpoint
+    assert evaluate["counters"] == {"evaluations_reused": 1, "key_token_scorings": 0}  # window's, with its checkpoint
 
     _, rows = run_query(sweep_dir, "SELECT DISTINCT x FROM sweep_metrics WHERE variant = 'triplet' "
                         "AND metric = 'recall_bpb' ORDER BY x_value")
