@@ -37,7 +37,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -204,28 +204,54 @@ class Totals:
         }
 
 
-@torch.no_grad()
-def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = "as_trained",
-                     step: int | None = None) -> dict[str, Any]:
-    """Metrics of `variant`'s checkpoint (latest, or `step`) on the val split; see the module doc."""
-    run_dir = Path(run_dir)
+@dataclass
+class EvaluationPass:
+    """One checkpoint over the val windows the evaluate stage scores: what it reads, and its
+    (batch, logits) one batch at a time."""
+    cfg: RunConfig
+    meta: dict[str, Any]
+    path: Path  # the checkpoint folder
+    model: GPT
+    spec: WindowSpec
+    docs: list[TrainingDocument]
+    device: torch.device
+
+    @torch.no_grad()
+    def batches(self) -> Iterator[tuple[Batch, torch.Tensor]]:
+        windows = document_windows(self.docs, self.spec.window_len)[: self.cfg.evaluate.max_windows]
+        autocast = autocast_for(self.device, self.meta["config"]["train"].get("precision", "auto"))
+        size = self.cfg.evaluate.batch_size
+        for i in range(0, len(windows), size):
+            batch = make_batch(self.docs, windows[i:i + size], self.spec).to(self.device)
+            with autocast:
+                logits = self.model(batch.inputs, memory=batch.memory).float()
+            yield batch, logits  # the caller's sums run outside autocast
+
+
+def evaluation_pass(cfg: RunConfig, run_dir: Path, variant: str, memory: str = "as_trained",
+                    step: int | None = None, **spec_change: Any) -> EvaluationPass:
+    """`variant`'s checkpoint (latest, or `step`) with the val documents `memory` asks for; its
+    window spec as trained, with `spec_change`'s WindowSpec fields replaced."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     path = find_checkpoint(run_dir, variant, step)
     meta, model, spec = load_model(path, device)
     if memory == "none":
         spec = spec.without_memory()  # no memory at all: the model runs as a plain GPT
     docs = val_documents(run_dir, variant, memory, meta["config"]["train"]["memory_source"])
-    token_bytes = torch.tensor(load_run_tokenizer(run_dir).token_bytes(), device=device)
-    windows = document_windows(docs, spec.window_len)[: cfg.evaluate.max_windows]
-    autocast = autocast_for(device, meta["config"]["train"].get("precision", "auto"))
+    return EvaluationPass(cfg, meta, path, model, replace(spec, **spec_change), docs, device)
+
+
+def evaluate_variant(cfg: RunConfig, run_dir: Path, variant: str, memory: str = "as_trained",
+                     step: int | None = None) -> dict[str, Any]:
+    """Metrics of `variant`'s checkpoint (latest, or `step`) on the val split; see the module doc."""
+    run_dir = Path(run_dir)
+    run = evaluation_pass(cfg, run_dir, variant, memory, step)
+    token_bytes = torch.tensor(load_run_tokenizer(run_dir).token_bytes(), device=run.device)
     totals = Totals()
-    for i in range(0, len(windows), cfg.evaluate.batch_size):
-        batch = make_batch(docs, windows[i:i + cfg.evaluate.batch_size], spec).to(device)
-        with autocast:
-            logits = model(batch.inputs, memory=batch.memory).float()
-        totals.add(batch, logits, token_bytes, docs, spec.window_len)
-    return {"variant": variant, "memory": memory, "step": int(meta["step"]),
-            "checkpoint": path.relative_to(run_dir).as_posix(), **totals.result()}
+    for batch, logits in run.batches():
+        totals.add(batch, logits, token_bytes, run.docs, run.spec.window_len)
+    return {"variant": variant, "memory": memory, "step": int(run.meta["step"]),
+            "checkpoint": run.path.relative_to(run_dir).as_posix(), **totals.result()}
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,7 @@ import torch.nn.functional as F
 
 from configs.schema import RunConfig
 from evaluation.intervals import bootstrap_ratio
-from model.dataloader import document_windows, make_batch
-from model.evaluate import find_checkpoint, load_model, val_documents
-from model.precision import autocast_for
+from model.evaluate import evaluation_pass
 from model.variants import UPPER_BOUND
 from warehouse.run_folder import run_and_config
 
@@ -61,30 +59,21 @@ def target_positions(window_start: torch.Tensor, prefix_len: torch.Tensor, lengt
     return window_start[:, None] - prefix_len[:, None] + j[None, :] + 1
 
 
-@torch.no_grad()
 def token_losses(cfg: RunConfig, run_dir: Path, variant: str,
                  spec_change: dict[str, Any] | None = None) -> TokenLosses:
     """Every val window target's loss under `variant`'s checkpoint, its context built as trained
     (or with the WindowSpec fields in `spec_change` replaced), over the windows the evaluate
     stage scores (`evaluate.max_windows`)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    meta, model, spec = load_model(find_checkpoint(run_dir, variant, None), device)
-    spec = replace(spec, **(spec_change or {}))
-    docs = val_documents(run_dir, variant, "as_trained", meta["config"]["train"]["memory_source"])
-    windows = document_windows(docs, spec.window_len)[: cfg.evaluate.max_windows]
-    autocast = autocast_for(device, meta["config"]["train"].get("precision", "auto"))
+    run = evaluation_pass(cfg, run_dir, variant, **(spec_change or {}))
     parts: list[tuple[np.ndarray, ...]] = []
-    for i in range(0, len(windows), cfg.evaluate.batch_size):
-        batch = make_batch(docs, windows[i:i + cfg.evaluate.batch_size], spec).to(device)
-        with autocast:
-            logits = model(batch.inputs, memory=batch.memory).float()
+    for batch, logits in run.batches():
         nats = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=-1,
                                reduction="none").view_as(batch.targets)
         at = batch.targets >= 0
         rows = torch.nonzero(at)[:, 0]
         positions = target_positions(batch.window_start, batch.prefix_len, at.shape[1])[at]
         doc_index = batch.doc_index[rows].cpu().numpy()
-        parts.append((np.asarray([docs[d].doc_id for d in doc_index], dtype=object),
+        parts.append((np.asarray([run.docs[d].doc_id for d in doc_index], dtype=object),
                       positions.cpu().numpy(), batch.targets[at].cpu().numpy(),
                       nats[at].double().cpu().numpy(), batch.recall[at].cpu().numpy()))
     return TokenLosses(*(np.concatenate(column) for column in zip(*parts)))
